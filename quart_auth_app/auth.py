@@ -1,0 +1,139 @@
+"""Where tokens travel (header or cookies), `token_required`, and the user resolved once per request."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from quart import Response, after_this_request, g, request
+
+from .db import request_session
+from .errors import TokenInvalid, TokenMissing
+from .login_sessions import TokenPair
+from .models import User
+from .services import services
+from .tokens import Claims
+
+ACCESS_COOKIE = "jwt_token"
+REFRESH_COOKIE = "refresh_token"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def bearer_token() -> str | None:
+    """The token of an `Authorization: Bearer` header; "" when the header is there but unusable."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+async def authenticate_request() -> tuple[User, Claims]:
+    """Resolve the caller once per request: the header wins; a cookie may renew silently."""
+    cached: tuple[User, Claims] | None = g.get("auth")
+    if cached is None:
+        cached = await _resolve()
+        g.auth = cached
+    return cached
+
+
+async def _resolve() -> tuple[User, Claims]:
+    header = bearer_token()
+    if header is not None:
+        if not header:
+            raise TokenInvalid()
+        return await services().sessions.user_for_access(request_session(), header)
+    cookie = request.cookies.get(ACCESS_COOKIE)
+    refresh = request.cookies.get(REFRESH_COOKIE)
+    if not cookie and not refresh:
+        raise TokenMissing()
+    if cookie:
+        try:
+            return await services().sessions.user_for_access(request_session(), cookie)
+        except TokenInvalid:
+            if not refresh:
+                raise
+    assert refresh is not None
+    return await _renew(refresh)
+
+
+async def _renew(refresh: str) -> tuple[User, Claims]:
+    """An expired access cookie with a live refresh cookie: rotate and hand out fresh cookies."""
+    try:
+        rotated = await services().sessions.rotate(request_session(), refresh)
+    except TokenInvalid:
+        after_this_request(_clearing_cookies)
+        raise
+    after_this_request(_setting_cookies(rotated.tokens))
+    claims = services().tokens.verify(rotated.tokens.access_token, "access")
+    return rotated.user, claims
+
+
+def _setting_cookies(pair: TokenPair) -> Callable[[Response], Awaitable[Response]]:
+    async def apply(response: Response) -> Response:
+        set_auth_cookies(response, pair)
+        return response
+
+    return apply
+
+
+async def _clearing_cookies(response: Response) -> Response:
+    clear_auth_cookies(response)
+    return response
+
+
+def _cookie_secure() -> bool:
+    mode = services().settings.cookie_secure
+    return mode == "true" or (mode == "auto" and request.scheme in ("https", "wss"))
+
+
+def set_auth_cookies(response: Response, pair: TokenPair) -> None:
+    """Put both tokens in HttpOnly, SameSite=Lax cookies."""
+    secure = _cookie_secure()
+    for name, value, max_age in (
+        (ACCESS_COOKIE, pair.access_token, pair.expires_in),
+        (REFRESH_COOKIE, pair.refresh_token, pair.refresh_expires_in),
+    ):
+        response.set_cookie(
+            name, value, max_age=max_age, path="/", secure=secure, httponly=True, samesite="Lax"
+        )
+
+
+def clear_auth_cookies(response: Response) -> None:
+    """Remove both cookies, with the attributes they were set with."""
+    secure = _cookie_secure()
+    for name in (ACCESS_COOKIE, REFRESH_COOKIE):
+        response.delete_cookie(name, path="/", secure=secure, httponly=True, samesite="Lax")
+
+
+def token_required(
+    view: Callable[Concatenate[User, P], Awaitable[R]],
+) -> Callable[P, Awaitable[R]]:
+    """Let the view run only for a valid access token; pass it the user first, as the tutorial."""
+
+    @wraps(view)
+    async def gated(*args: P.args, **kwargs: P.kwargs) -> R:
+        g.protected_page = True
+        user, _ = await authenticate_request()
+        return await view(user, *args, **kwargs)
+
+    return gated
+
+
+def current_claims() -> Claims:
+    """The verified claims of the current request (inside a `token_required` view)."""
+    found: tuple[User, Claims] = g.auth
+    return found[1]
+
+
+def request_meta() -> dict[str, Any]:
+    """Facts about the client recorded with a new session."""
+    from .negotiation import client_address
+
+    return {
+        "user_agent": request.headers.get("User-Agent"),
+        "client_address": client_address(services().settings.trusted_proxies),
+    }

@@ -1,0 +1,262 @@
+"""Settings: defaults < environment < explicit mapping, validated once at start-up."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+log = logging.getLogger(__name__)
+
+MIN_SECRET_BYTES = 32
+MAX_LEEWAY_SECONDS = 30
+ASYMMETRIC_ALGORITHMS = ("RS256", "ES256", "EdDSA")
+ALGORITHMS = ("HS256", *ASYMMETRIC_ALGORITHMS)
+
+CookieSecure = Literal["true", "false", "auto"]
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+    def __init__(self, variable: str, reason: str) -> None:
+        super().__init__(f"{variable}: {reason}")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting the application reads, typed and validated."""
+
+    instance_path: Path
+    secret_key: str = field(repr=False)
+    database_url: str
+    redis_url: str | None = None
+    jwt_issuer: str = "quart_auth_app"
+    jwt_algorithm: str = "HS256"
+    jwt_private_key_file: Path | None = None
+    jwt_public_key_files: tuple[Path, ...] = ()
+    jwt_access_token_expires: int = 3600
+    jwt_refresh_token_expires: int = 1_209_600
+    jwt_refresh_grace_seconds: int = 10
+    jwt_leeway_seconds: int = 0
+    cookie_secure: CookieSecure = "auto"
+    argon2_memory_cost: int = 19_456
+    argon2_time_cost: int = 2
+    argon2_parallelism: int = 1
+    hash_workers: int = 0
+    rate_limit_enabled: bool = True
+    login_failures_per_window: int = 10
+    login_failure_window_seconds: int = 900
+    auth_attempts_per_minute: int = 100
+    trusted_proxies: int = 0
+    require_verified_email: bool = False
+    mail_url: str | None = field(default=None, repr=False)
+    mail_from: str = "quart_auth_app <no-reply@localhost>"
+    public_url: str | None = None
+    database_pool_size: int = 10
+    database_statement_cache_size: int = 100
+    max_body_bytes: int = 65_536
+
+
+def _boolean(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(name, f"expected true or false, got {raw!r}")
+
+
+def _integer(minimum: int, maximum: int | None = None) -> Callable[[str, str], int]:
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ConfigError(name, f"expected a whole number, got {raw!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            raise ConfigError(name, f"must be {bound}, got {value}")
+        return value
+
+    return parse
+
+
+def _choice(*allowed: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip()
+        if value not in allowed:
+            raise ConfigError(name, f"must be one of {', '.join(allowed)}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _cookie_secure(name: str, raw: str) -> str:
+    return _choice("true", "false", "auto")(name, raw.strip().lower())
+
+
+def _text(name: str, raw: str) -> str:
+    if not raw.strip():
+        raise ConfigError(name, "must not be empty")
+    return raw.strip()
+
+
+def _optional_text(name: str, raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _file(name: str, raw: str) -> Path:
+    path = Path(raw.strip()).expanduser()
+    if not path.is_file():
+        raise ConfigError(name, f"no readable file at {raw!r}")
+    return path
+
+
+def _files(name: str, raw: str) -> tuple[Path, ...]:
+    return tuple(_file(name, part) for part in raw.split(",") if part.strip())
+
+
+def _database_url(name: str, raw: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(raw.strip())
+    except ArgumentError:
+        raise ConfigError(name, f"not a database URL: {raw!r}") from None
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(name, "only sqlite+aiosqlite:// and postgresql+asyncpg:// are supported")
+    if url.get_backend_name() == "postgresql" and url.get_driver_name() == "psycopg2":
+        url = url.set(drivername="postgresql+asyncpg")
+    if url.get_backend_name() == "sqlite" and url.get_driver_name() == "pysqlite":
+        url = url.set(drivername="sqlite+aiosqlite")
+    return url.render_as_string(hide_password=False)
+
+
+def _redis_url(name: str, raw: str) -> str | None:
+    value = raw.strip()
+    if value and not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(name, f"expected a redis:// or rediss:// URL, got {raw!r}")
+    return value or None
+
+
+def _mail_url(name: str, raw: str) -> str | None:
+    value = raw.strip()
+    if value and not value.startswith(("smtp://", "smtp+starttls://", "smtps://")):
+        raise ConfigError(name, "expected smtp://, smtp+starttls:// or smtps://")
+    return value or None
+
+
+def _public_url(name: str, raw: str) -> str | None:
+    value = raw.strip().rstrip("/")
+    if value and not value.startswith(("http://", "https://")):
+        raise ConfigError(name, f"expected an http:// or https:// URL, got {raw!r}")
+    return value or None
+
+
+# Environment variable -> (field name, parser). SECRET_KEY and the instance folder are special.
+PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "DATABASE_URL": ("database_url", _database_url),
+    "REDIS_URL": ("redis_url", _redis_url),
+    "JWT_ISSUER": ("jwt_issuer", _text),
+    "JWT_ALGORITHM": ("jwt_algorithm", _choice(*ALGORITHMS)),
+    "JWT_PRIVATE_KEY_FILE": ("jwt_private_key_file", _file),
+    "JWT_PUBLIC_KEY_FILES": ("jwt_public_key_files", _files),
+    "JWT_ACCESS_TOKEN_EXPIRES": ("jwt_access_token_expires", _integer(1)),
+    "JWT_REFRESH_TOKEN_EXPIRES": ("jwt_refresh_token_expires", _integer(1)),
+    "JWT_REFRESH_GRACE_SECONDS": ("jwt_refresh_grace_seconds", _integer(0, 300)),
+    "JWT_LEEWAY_SECONDS": ("jwt_leeway_seconds", _integer(0, MAX_LEEWAY_SECONDS)),
+    "COOKIE_SECURE": ("cookie_secure", _cookie_secure),
+    "ARGON2_MEMORY_COST": ("argon2_memory_cost", _integer(8 * 1024, 4 * 1024 * 1024)),
+    "ARGON2_TIME_COST": ("argon2_time_cost", _integer(1, 64)),
+    "ARGON2_PARALLELISM": ("argon2_parallelism", _integer(1, 64)),
+    "HASH_WORKERS": ("hash_workers", _integer(0, 256)),
+    "RATE_LIMIT_ENABLED": ("rate_limit_enabled", _boolean),
+    "LOGIN_FAILURES_PER_WINDOW": ("login_failures_per_window", _integer(1)),
+    "LOGIN_FAILURE_WINDOW_SECONDS": ("login_failure_window_seconds", _integer(1)),
+    "AUTH_ATTEMPTS_PER_MINUTE": ("auth_attempts_per_minute", _integer(1)),
+    "TRUSTED_PROXIES": ("trusted_proxies", _integer(0, 10)),
+    "REQUIRE_VERIFIED_EMAIL": ("require_verified_email", _boolean),
+    "MAIL_URL": ("mail_url", _mail_url),
+    "MAIL_FROM": ("mail_from", _text),
+    "PUBLIC_URL": ("public_url", _public_url),
+    "DATABASE_POOL_SIZE": ("database_pool_size", _integer(1, 1000)),
+    "DATABASE_STATEMENT_CACHE_SIZE": ("database_statement_cache_size", _integer(0)),
+}
+
+
+def default_instance_path() -> Path:
+    """The instance folder: INSTANCE_PATH, else ./instance in the working directory."""
+    return Path(os.environ.get("INSTANCE_PATH", "instance")).resolve()
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Build Settings from the environment, then explicit overrides (by variable name)."""
+    raw: dict[str, Any] = dict(os.environ if environ is None else environ)
+    raw.update(overrides or {})
+    instance = Path(str(raw.get("INSTANCE_PATH") or default_instance_path())).resolve()
+    values: dict[str, Any] = {"instance_path": instance}
+    for variable, (name, parse) in PARSERS.items():
+        value = raw.get(variable)
+        if value is None or (isinstance(value, str) and value == "" and variable != "DATABASE_URL"):
+            continue
+        values[name] = parse(variable, value) if isinstance(value, str) else value
+    values.setdefault("database_url", f"sqlite+aiosqlite:///{instance / 'app.db'}")
+    values["secret_key"] = _secret_key(raw.get("SECRET_KEY"), instance)
+    settings = Settings(**values)
+    _check_consistency(settings)
+    return settings
+
+
+def _secret_key(raw: Any, instance: Path) -> str:
+    if raw is None or raw == "":
+        return _persisted_secret(instance)
+    key = str(raw)
+    if len(key.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError("SECRET_KEY", f"must be at least {MIN_SECRET_BYTES} bytes long")
+    return key
+
+
+def _persisted_secret(instance: Path) -> str:
+    path = instance / "secret_key"
+    instance.mkdir(parents=True, exist_ok=True)
+    try:
+        # O_EXCL makes concurrent workers agree: one writes, the others read its key.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_secret(path)
+    key = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    log.warning("SECRET_KEY is not set: generated one and stored it in %s", path)
+    return key
+
+
+def _read_secret(path: Path) -> str:
+    for _ in range(50):
+        key = path.read_text().strip()
+        if key:
+            if len(key.encode()) < MIN_SECRET_BYTES:
+                raise ConfigError("SECRET_KEY", f"the key stored in {path} is too short")
+            return key
+        import time
+
+        time.sleep(0.02)  # another worker is still writing it
+    raise ConfigError("SECRET_KEY", f"the key file {path} is empty")
+
+
+def _check_consistency(settings: Settings) -> None:
+    if settings.jwt_algorithm in ASYMMETRIC_ALGORITHMS and settings.jwt_private_key_file is None:
+        raise ConfigError("JWT_PRIVATE_KEY_FILE", f"required when JWT_ALGORITHM is {settings.jwt_algorithm}")
+
+
+def setting_names() -> list[str]:
+    """Names of every Settings field, for documentation and tests."""
+    return [f.name for f in fields(Settings)]

@@ -1,0 +1,95 @@
+"""The engine on the app, and one lazily opened AsyncSession per request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Quart, g
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from .config import Settings
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def is_sqlite(url: str) -> bool:
+    """Whether the URL names an SQLite database."""
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """An engine tuned for the configured backend."""
+    url = settings.database_url
+    if is_sqlite(url):
+        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        # 0 turns asyncpg's prepared-statement cache off, for pgbouncer in transaction mode.
+        connect_args={"statement_cache_size": settings.database_statement_cache_size},
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """The sessionmaker every request draws from."""
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def init_app(app: Quart, settings: Settings) -> None:
+    """Create the engine before serving, dispose it after, close each request's session."""
+
+    @app.before_serving
+    async def open_engine() -> None:
+        engine = create_engine(settings)
+        app.extensions["db_engine"] = engine
+        app.extensions["db_sessions"] = session_factory(engine)
+
+    @app.after_serving
+    async def close_engine() -> None:
+        engine: AsyncEngine | None = app.extensions.pop("db_engine", None)
+        if engine is not None:
+            await engine.dispose()
+
+    @app.teardown_appcontext
+    async def close_session(_exc: BaseException | None) -> None:
+        session: AsyncSession | None = g.pop("db_session", None)
+        if session is not None:
+            await session.close()
+
+
+def request_session() -> AsyncSession:
+    """The current request's session, opened on first use."""
+    session: AsyncSession | None = g.get("db_session")
+    if session is None:
+        from quart import current_app
+
+        session = current_app.extensions["db_sessions"]()
+        g.db_session = session
+    return session
+
+
+def app_engine(app: Quart) -> AsyncEngine:
+    """The engine the app opened at start-up."""
+    engine: AsyncEngine = app.extensions["db_engine"]
+    return engine

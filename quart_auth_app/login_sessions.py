@@ -1,0 +1,222 @@
+"""Login sessions (refresh-token families): start, rotate, revoke, list, and the access check."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .errors import TokenInvalid
+from .models import LoginSession, RefreshToken, User, utcnow
+from .revocation import RevocationList
+from .tokens import Claims, InvalidToken, TokenService, token_digest
+
+CLEANUP_BATCH = 500
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    """What a login or a refresh hands the client."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    refresh_expires_in: int
+    session_id: str
+
+    def as_json(self) -> dict[str, str | int]:
+        """The token response body of SPEC §4."""
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+        }
+
+
+@dataclass(frozen=True)
+class Rotated:
+    """A successful refresh: the user it was for and their new tokens."""
+
+    user: User
+    tokens: TokenPair
+
+
+class SessionService:
+    """Token families on top of the token service, the database and the revocation list."""
+
+    def __init__(self, tokens: TokenService, revocations: RevocationList, grace_seconds: int):
+        self.tokens = tokens
+        self.revocations = revocations
+        self.grace = timedelta(seconds=grace_seconds)
+
+    async def start(
+        self, db: AsyncSession, user: User, user_agent: str | None, client_address: str | None
+    ) -> TokenPair:
+        """Open a new family for a login and issue its first pair."""
+        now = utcnow()
+        session = LoginSession(
+            id=secrets.token_urlsafe(16),
+            user_id=user.id,
+            created_at=now,
+            last_used_at=now,
+            expires_at=now + timedelta(seconds=self.tokens.lifetimes["refresh"]),
+            user_agent=(user_agent or "")[:300] or None,
+            client_address=client_address,
+        )
+        db.add(session)
+        pair = self._issue(db, user.public_id, session.id)
+        await db.commit()
+        return pair
+
+    async def rotate(self, db: AsyncSession, refresh_token: str) -> Rotated:
+        """Exchange a refresh token for a new pair; replays are refused, late ones kill the family."""
+        claims = self._verify(refresh_token, "refresh")
+        now = utcnow()
+        digest = token_digest(refresh_token)
+        won = await db.execute(
+            update(RefreshToken)
+            .where(RefreshToken.digest == digest, RefreshToken.used_at.is_(None))
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if won.rowcount != 1:  # type: ignore[attr-defined]
+            await self._refused_replay(db, digest, claims.session_id, now)
+        user = await self._live_user(db, claims)
+        if user is None:
+            await db.rollback()
+            raise TokenInvalid()
+        await db.execute(
+            update(LoginSession)
+            .where(LoginSession.id == claims.session_id)
+            .values(last_used_at=now, expires_at=now + self._refresh_lifetime())
+        )
+        pair = self._issue(db, user.public_id, claims.session_id)
+        await db.commit()
+        return Rotated(user, pair)
+
+    async def user_for_access(self, db: AsyncSession, token: str) -> tuple[User, Claims]:
+        """The user behind a valid, unrevoked access token, else TokenInvalid."""
+        claims = self._verify(token, "access")
+        user = await self._live_user(db, claims)
+        if user is None:
+            raise TokenInvalid()
+        return user, claims
+
+    async def revoke(self, db: AsyncSession, user_id: int, session_id: str) -> bool:
+        """End one of the user's sessions; False if it was not theirs or already ended."""
+        result = await db.execute(
+            update(LoginSession)
+            .where(
+                LoginSession.id == session_id,
+                LoginSession.user_id == user_id,
+                LoginSession.revoked_at.is_(None),
+            )
+            .values(revoked_at=utcnow())
+        )
+        await db.commit()
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        await self.revocations.revoke([session_id], self._refresh_lifetime())
+        return True
+
+    async def revoke_all(self, db: AsyncSession, user_id: int, keep: str | None = None) -> None:
+        """End every session of the user, except `keep` if given."""
+        condition = [LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None)]
+        if keep is not None:
+            condition.append(LoginSession.id != keep)
+        ids = list((await db.execute(select(LoginSession.id).where(*condition))).scalars())
+        await db.execute(update(LoginSession).where(*condition).values(revoked_at=utcnow()))
+        await db.commit()
+        await self.revocations.revoke(ids, self._refresh_lifetime())
+
+    async def list_live(self, db: AsyncSession, user_id: int) -> list[LoginSession]:
+        """The user's sessions that can still be used, newest first."""
+        result = await db.execute(
+            select(LoginSession)
+            .where(
+                LoginSession.user_id == user_id,
+                LoginSession.revoked_at.is_(None),
+                LoginSession.expires_at > utcnow(),
+            )
+            .order_by(LoginSession.last_used_at.desc())
+        )
+        return list(result.scalars())
+
+    async def cleanup(self, db: AsyncSession) -> int:
+        """Delete one bounded batch of expired or long-revoked rows; returns how many went."""
+        now = utcnow()
+        stale_tokens = select(RefreshToken.digest).where(RefreshToken.expires_at < now)
+        done = await db.execute(
+            delete(RefreshToken).where(RefreshToken.digest.in_(stale_tokens.limit(CLEANUP_BATCH)))
+        )
+        cutoff = now - self._refresh_lifetime()
+        stale_sessions = select(LoginSession.id).where(
+            (LoginSession.expires_at < now) | (LoginSession.revoked_at < cutoff)
+        )
+        gone = await db.execute(
+            delete(LoginSession).where(LoginSession.id.in_(stale_sessions.limit(CLEANUP_BATCH)))
+        )
+        await db.commit()
+        return int(done.rowcount + gone.rowcount)  # type: ignore[attr-defined]
+
+    def _verify(self, token: str, expected: str) -> Claims:
+        try:
+            return self.tokens.verify(token, "refresh" if expected == "refresh" else "access")
+        except InvalidToken:
+            raise TokenInvalid() from None
+
+    async def _refused_replay(
+        self, db: AsyncSession, digest: bytes, session_id: str, now: datetime
+    ) -> None:
+        used_at = await db.scalar(select(RefreshToken.used_at).where(RefreshToken.digest == digest))
+        if used_at is not None and now - used_at > self.grace:
+            # RFC 9700 §4.14: a late replay means the token leaked; end the whole family.
+            await db.execute(
+                update(LoginSession)
+                .where(LoginSession.id == session_id, LoginSession.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            await db.commit()
+            await self.revocations.revoke([session_id], self._refresh_lifetime())
+        else:
+            await db.rollback()
+        raise TokenInvalid()
+
+    async def _live_user(self, db: AsyncSession, claims: Claims) -> User | None:
+        if await self.revocations.is_revoked(claims.session_id):
+            return None
+        result = await db.execute(
+            select(User)
+            .join(LoginSession, LoginSession.user_id == User.id)
+            .where(
+                LoginSession.id == claims.session_id,
+                LoginSession.revoked_at.is_(None),
+                User.public_id == claims.public_id,
+            )
+        )
+        return result.scalar_one_or_none()
+
+    def _issue(self, db: AsyncSession, public_id: str, session_id: str) -> TokenPair:
+        access = self.tokens.issue(public_id, session_id, "access")
+        refresh = self.tokens.issue(public_id, session_id, "refresh")
+        db.add(
+            RefreshToken(
+                digest=token_digest(refresh.token),
+                session_id=session_id,
+                expires_at=utcnow() + self._refresh_lifetime(),
+            )
+        )
+        return TokenPair(
+            access.token,
+            refresh.token,
+            self.tokens.lifetimes["access"],
+            self.tokens.lifetimes["refresh"],
+            session_id,
+        )
+
+    def _refresh_lifetime(self) -> timedelta:
+        return timedelta(seconds=self.tokens.lifetimes["refresh"])

@@ -1,0 +1,74 @@
+"""Password hashing with argon2id through passlib, always off the event loop, in a bounded pool."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from passlib.context import CryptContext
+from werkzeug.security import check_password_hash
+
+# Hashes made by the Flask tutorial (werkzeug) are checked with werkzeug itself, then upgraded.
+WERKZEUG_PREFIXES = ("pbkdf2:", "scrypt:")
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of checking a password: whether it matched, and whether to re-hash it."""
+
+    ok: bool
+    needs_update: bool = False
+
+
+class PasswordHasher:
+    """Hashes and verifies passwords in a thread pool so the event loop never waits on argon2."""
+
+    def __init__(self, memory_cost: int, time_cost: int, parallelism: int, workers: int) -> None:
+        self._context = CryptContext(
+            schemes=["argon2"],
+            argon2__type="ID",
+            argon2__memory_cost=memory_cost,
+            argon2__rounds=time_cost,
+            argon2__parallelism=parallelism,
+        )
+        size = workers or os.cpu_count() or 1
+        self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="argon2")
+        # argon2-cffi releases the GIL; the semaphore bounds queued work so a login flood
+        # waits in line instead of piling up threads or memory.
+        self._slots = asyncio.Semaphore(size * 4)
+        self._dummy_hash = self._context.hash("dummy password for unknown accounts")
+
+    async def hash(self, password: str) -> str:
+        """Hash a password with the current argon2id parameters."""
+        return await self._run(self._context.hash, password)
+
+    async def verify(self, password: str, stored: str) -> Verification:
+        """Check a password against a stored hash (argon2 or werkzeug)."""
+        return await self._run(self._verify_sync, password, stored)
+
+    async def verify_dummy(self, password: str) -> None:
+        """Spend what a real verification costs, for accounts that do not exist."""
+        await self._run(self._verify_sync, password, self._dummy_hash)
+
+    def close(self) -> None:
+        """Stop the worker threads."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _verify_sync(self, password: str, stored: str) -> Verification:
+        if stored.startswith(WERKZEUG_PREFIXES):
+            return Verification(check_password_hash(stored, password), needs_update=True)
+        try:
+            ok = bool(self._context.verify(password, stored))
+        except (ValueError, TypeError):
+            return Verification(False)
+        return Verification(ok, ok and bool(self._context.needs_update(stored)))
+
+    async def _run(self, func: Callable[..., R], *args: str) -> R:
+        async with self._slots:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)

@@ -1,0 +1,58 @@
+"""Where revoked sessions are announced: the database alone, or Redis too (with TTLs)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Protocol
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from .errors import ServiceUnavailable
+
+
+class RevocationList(Protocol):
+    """Revoked session ids, shared by every worker and instance."""
+
+    async def is_revoked(self, session_id: str) -> bool: ...
+
+    async def revoke(self, session_ids: Iterable[str], ttl: timedelta) -> None: ...
+
+
+class DatabaseOnly:
+    """Revocation lives in the login_sessions table, which every check already reads."""
+
+    async def is_revoked(self, session_id: str) -> bool:
+        return False
+
+    async def revoke(self, session_ids: Iterable[str], ttl: timedelta) -> None:
+        return None
+
+
+class RedisRevocationList:
+    """Revoked session ids as Redis keys that expire with the longest token they could cover."""
+
+    prefix = "qaa:revoked:"
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def is_revoked(self, session_id: str) -> bool:
+        try:
+            return bool(await self.redis.exists(self.prefix + session_id))
+        except (RedisError, OSError) as exc:
+            # Fail closed: an unreachable revocation store never means "not revoked".
+            raise ServiceUnavailable("Revocation store unavailable") from exc
+
+    async def revoke(self, session_ids: Iterable[str], ttl: timedelta) -> None:
+        ids = list(session_ids)
+        if not ids:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for session_id in ids:
+                    pipe.set(self.prefix + session_id, b"1", ex=ttl)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise ServiceUnavailable("Revocation store unavailable") from exc

@@ -1,0 +1,206 @@
+"""Request and response models: the input rules of SPEC §7, shared by validation and OpenAPI."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, BaseModel, ConfigDict, StrictStr, ValidationError
+
+from .common_passwords import is_common_password
+from .errors import InvalidInput
+
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+MAX_NAME = 100
+MAX_EMAIL = 320
+
+
+def _printable(value: str, field: str) -> str:
+    if "\x00" in value:
+        raise ValueError(f"{field} must not contain NUL characters")
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+        raise ValueError(f"{field} contains invalid characters")
+    return value
+
+
+def check_name(value: str) -> str:
+    """Names: 1-100 characters after trimming, no control characters."""
+    name = _printable(value, "Name").strip()
+    if not name:
+        raise ValueError("Name is required")
+    if len(name) > MAX_NAME:
+        raise ValueError(f"Name must be at most {MAX_NAME} characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in name):
+        raise ValueError("Name must not contain control characters")
+    return name
+
+
+def check_email(value: str) -> str:
+    """Emails: validated and normalised (no DNS look-up)."""
+    candidate = _printable(value, "Email").strip()
+    if not candidate:
+        raise ValueError("Email is required")
+    if len(candidate) > MAX_EMAIL:
+        raise ValueError("Email address is too long")
+    try:
+        return validate_email(candidate, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def check_new_password(value: str) -> str:
+    """New passwords: 8-1024 characters, no NUL or lone surrogates, not a common password."""
+    _printable(value, "Password")
+    if len(value) < MIN_PASSWORD:
+        raise ValueError(f"Password must be at least {MIN_PASSWORD} characters")
+    if len(value) > MAX_PASSWORD:
+        raise ValueError(f"Password must be at most {MAX_PASSWORD} characters")
+    if is_common_password(value):
+        raise ValueError("This password is too common; choose a less predictable one")
+    return value
+
+
+def check_given_password(value: str) -> str:
+    """Passwords being checked, not set: only bounded, so nobody hashes a megabyte."""
+    if not value:
+        raise ValueError("Password is required")
+    if len(value) > MAX_PASSWORD:
+        raise ValueError(f"Password must be at most {MAX_PASSWORD} characters")
+    return _printable(value, "Password")
+
+
+def check_token(value: str) -> str:
+    """Opaque tokens: non-empty and bounded."""
+    if not value.strip() or len(value) > 8192:
+        raise ValueError("Token is missing or malformed")
+    return value.strip()
+
+
+Name = Annotated[StrictStr, AfterValidator(check_name)]
+Email = Annotated[StrictStr, AfterValidator(check_email)]
+NewPassword = Annotated[StrictStr, AfterValidator(check_new_password)]
+GivenPassword = Annotated[StrictStr, AfterValidator(check_given_password)]
+GivenEmail = Annotated[StrictStr, AfterValidator(lambda v: _printable(v, "Email").strip())]
+Token = Annotated[StrictStr, AfterValidator(check_token)]
+
+
+class Input(BaseModel):
+    # Unknown fields are ignored, never assigned.
+    model_config = ConfigDict(extra="ignore", str_max_length=65_536)
+
+
+class SignupIn(Input):
+    name: Name
+    email: Email
+    password: NewPassword
+
+
+class LoginIn(Input):
+    email: GivenEmail
+    password: GivenPassword
+
+
+class RefreshIn(Input):
+    refresh_token: Token | None = None
+
+
+class UpdateMeIn(Input):
+    name: Name
+
+
+class ChangePasswordIn(Input):
+    current_password: GivenPassword
+    new_password: NewPassword
+
+
+class DeleteMeIn(Input):
+    password: GivenPassword
+
+
+class ForgotPasswordIn(Input):
+    email: GivenEmail
+
+
+class ResetPasswordIn(Input):
+    token: Token
+    new_password: NewPassword
+
+
+class VerifyEmailIn(Input):
+    token: Token
+
+
+class MessageOut(BaseModel):
+    message: str
+
+
+class ErrorOut(BaseModel):
+    message: str
+    errors: dict[str, str] | None = None
+
+
+class UserOut(BaseModel):
+    public_id: str
+    name: str
+    email: str
+
+
+class MeOut(UserOut):
+    email_verified: bool
+    created_at: datetime
+
+
+class TokensOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "Bearer"
+    expires_in: int
+
+
+class SessionOut(BaseModel):
+    id: str
+    created_at: datetime
+    last_used_at: datetime
+    user_agent: str | None
+    client_address: str | None
+    current: bool
+
+
+class SessionsOut(BaseModel):
+    sessions: list[SessionOut]
+
+
+class HealthOut(BaseModel):
+    status: str
+
+
+M = TypeVar("M", bound=Input)
+
+_REASONS = {
+    "missing": "This field is required",
+    "string_type": "Must be a string",
+    "string_too_long": "Too long",
+}
+
+
+def parse_input(model: type[M], data: dict[str, Any]) -> M:
+    """Validate a request body against a model; failures become one 400 with per-field reasons."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors: dict[str, str] = {}
+        for error in exc.errors(include_url=False, include_input=False):
+            field = str(error["loc"][0]) if error["loc"] else "body"
+            reason = _REASONS.get(error["type"]) or str(error["msg"]).removeprefix("Value error, ")
+            errors.setdefault(field, reason)
+        raise InvalidInput(_summary(errors), errors=errors) from None
+
+
+def _summary(errors: dict[str, str]) -> str:
+    if len(errors) == 1:
+        field, reason = next(iter(errors.items()))
+        return f"{field}: {reason}"
+    return "Invalid input: " + ", ".join(sorted(errors))

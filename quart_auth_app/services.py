@@ -1,0 +1,65 @@
+"""The long-lived objects one app owns, built from Settings and kept on the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quart import Quart, current_app
+from redis.asyncio import Redis
+
+from .config import Settings
+from .login_sessions import SessionService
+from .passwords import PasswordHasher
+from .revocation import DatabaseOnly, RedisRevocationList, RevocationList
+from .throttle import Throttle
+from .tokens import TokenService
+
+
+@dataclass
+class Services:
+    """Everything views need besides the request and the database session."""
+
+    settings: Settings
+    hasher: PasswordHasher
+    tokens: TokenService
+    sessions: SessionService
+    throttle: Throttle
+    redis: Redis | None
+
+
+def build_services(settings: Settings) -> Services:
+    """Wire the services for one app."""
+    redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2) if settings.redis_url else None
+    revocations: RevocationList = RedisRevocationList(redis) if redis else DatabaseOnly()
+    tokens = TokenService(settings)
+    hasher = PasswordHasher(
+        settings.argon2_memory_cost,
+        settings.argon2_time_cost,
+        settings.argon2_parallelism,
+        settings.hash_workers,
+    )
+    return Services(
+        settings=settings,
+        hasher=hasher,
+        tokens=tokens,
+        sessions=SessionService(tokens, revocations, settings.jwt_refresh_grace_seconds),
+        throttle=Throttle(settings),
+        redis=redis,
+    )
+
+
+def init_app(app: Quart, services: Services) -> None:
+    """Keep the services on the app and release them at shutdown."""
+    app.extensions["services"] = services
+
+    @app.after_serving
+    async def close_services() -> None:
+        services.hasher.close()
+        if services.redis is not None:
+            await services.redis.aclose()
+
+
+def services() -> Services:
+    """The current app's services."""
+    found: Services = current_app.extensions["services"]
+    return found

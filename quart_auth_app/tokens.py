@@ -1,0 +1,196 @@
+"""Issue and verify JWTs. The only place tokens are made or checked; knows nothing of HTTP."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import jwt
+from cryptography.hazmat.primitives.serialization import (
+    load_pem_private_key,
+    load_pem_public_key,
+)
+from jwt.algorithms import get_default_algorithms
+
+from .config import Settings
+
+TokenType = Literal["access", "refresh"]
+MAX_TOKEN_BYTES = 8192
+REQUIRED_CLAIMS = ["sub", "public_id", "iat", "nbf", "exp", "jti", "type", "iss", "sid"]
+
+
+class InvalidToken(Exception):
+    """Any reason a token is not acceptable; callers never need to know which."""
+
+
+@dataclass(frozen=True)
+class Claims:
+    """The verified claims a request relies on."""
+
+    public_id: str
+    session_id: str
+    jti: str
+    type: TokenType
+    issued_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A freshly signed token with the facts the caller stores or returns."""
+
+    token: str
+    jti: str
+    expires_at: int
+
+
+def token_digest(token: str) -> bytes:
+    """The digest stored in place of a token."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+class KeySet:
+    """The signing key and every key that may verify, by key id."""
+
+    def __init__(self, algorithm: str, signing_key: Any, verifying: dict[str, Any], kid: str):
+        self.algorithm = algorithm
+        self.signing_key = signing_key
+        self.verifying = verifying
+        self.kid = kid
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KeySet:
+        """Build the key set for the configured algorithm."""
+        if settings.jwt_algorithm == "HS256":
+            kid = hmac.new(settings.secret_key.encode(), b"kid", "sha256").hexdigest()[:16]
+            return cls("HS256", settings.secret_key, {kid: settings.secret_key}, kid)
+        assert settings.jwt_private_key_file is not None
+        private = load_pem_private_key(settings.jwt_private_key_file.read_bytes(), password=None)
+        public = private.public_key()
+        kid = jwk_thumbprint(settings.jwt_algorithm, public)
+        verifying: dict[str, Any] = {kid: public}
+        for path in settings.jwt_public_key_files:
+            extra = _load_public(path)
+            verifying[jwk_thumbprint(settings.jwt_algorithm, extra)] = extra
+        return cls(settings.jwt_algorithm, private, verifying, kid)
+
+    def jwks(self) -> dict[str, list[dict[str, Any]]]:
+        """The public keys as a JSON Web Key Set (empty for HMAC)."""
+        if self.algorithm == "HS256":
+            return {"keys": []}
+        return {"keys": [public_jwk(self.algorithm, key, kid) for kid, key in self.verifying.items()]}
+
+
+def _load_public(path: Path) -> Any:
+    data = path.read_bytes()
+    if b"PRIVATE KEY" in data:
+        return load_pem_private_key(data, password=None).public_key()
+    return load_pem_public_key(data)
+
+
+def public_jwk(algorithm: str, key: Any, kid: str) -> dict[str, Any]:
+    """One public key as a JWK with its id."""
+    jwk: dict[str, Any] = get_default_algorithms()[algorithm].to_jwk(key, as_dict=True)
+    return {**jwk, "kid": kid, "alg": algorithm, "use": "sig"}
+
+
+def jwk_thumbprint(algorithm: str, key: Any) -> str:
+    """The RFC 7638 thumbprint of a public key, used as its key id."""
+    jwk: dict[str, Any] = get_default_algorithms()[algorithm].to_jwk(key, as_dict=True)
+    members = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n"), "OKP": ("crv", "kty", "x")}
+    canonical = {name: jwk[name] for name in members[jwk["kty"]]}
+    digest = hashlib.sha256(json.dumps(canonical, separators=(",", ":"), sort_keys=True).encode())
+    return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+
+
+class TokenService:
+    """Signs and verifies access and refresh tokens with pinned algorithm and issuer."""
+
+    def __init__(self, settings: Settings, keys: KeySet | None = None) -> None:
+        self.keys = keys or KeySet.from_settings(settings)
+        self.issuer = settings.jwt_issuer
+        self.lifetimes: dict[TokenType, int] = {
+            "access": settings.jwt_access_token_expires,
+            "refresh": settings.jwt_refresh_token_expires,
+        }
+        self.leeway = settings.jwt_leeway_seconds
+        self._jwt = jwt.PyJWT()
+
+    def issue(self, public_id: str, session_id: str, token_type: TokenType, **extra: Any) -> IssuedToken:
+        """Sign a token of one type for a user's session."""
+        now = int(time.time())
+        jti = secrets.token_urlsafe(24)
+        expires_at = now + self.lifetimes[token_type]
+        claims = {
+            "sub": public_id,
+            "public_id": public_id,
+            "iat": now,
+            "nbf": now,
+            "exp": expires_at,
+            "jti": jti,
+            "type": token_type,
+            "iss": self.issuer,
+            "sid": session_id,
+            **extra,
+        }
+        token = self._jwt.encode(
+            claims, self.keys.signing_key, algorithm=self.keys.algorithm, headers={"kid": self.keys.kid}
+        )
+        return IssuedToken(token, jti, expires_at)
+
+    def verify(self, token: str, expected: TokenType) -> Claims:
+        """Return the claims of a valid token of the expected type, else raise InvalidToken."""
+        payload = self.decode(token, verify_exp=True)
+        if payload["type"] != expected:
+            raise InvalidToken("wrong token type")
+        return _claims(payload)
+
+    def decode(self, token: str, verify_exp: bool = True) -> dict[str, Any]:
+        """Check signature, algorithm, issuer and required claims; every failure is InvalidToken."""
+        if len(token) > MAX_TOKEN_BYTES:
+            raise InvalidToken("token too large")
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            key = self.keys.verifying.get(kid) if isinstance(kid, str) else None
+            if key is None:
+                raise InvalidToken("unknown key id")
+            payload: dict[str, Any] = self._jwt.decode(
+                token,
+                key,
+                algorithms=[self.keys.algorithm],
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": REQUIRED_CLAIMS, "verify_exp": verify_exp},
+            )
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
+            raise InvalidToken(str(exc)) from exc
+        _check_shapes(payload)
+        return payload
+
+
+def _check_shapes(payload: dict[str, Any]) -> None:
+    for name in ("sub", "public_id", "jti", "sid"):
+        if not isinstance(payload[name], str) or not payload[name]:
+            raise InvalidToken(f"claim {name} must be a string")
+    if payload["sub"] != payload["public_id"]:
+        raise InvalidToken("sub and public_id differ")
+    if payload["type"] not in ("access", "refresh"):
+        raise InvalidToken("unknown token type")
+
+
+def _claims(payload: dict[str, Any]) -> Claims:
+    return Claims(
+        public_id=payload["sub"],
+        session_id=payload["sid"],
+        jti=payload["jti"],
+        type=payload["type"],
+        issued_at=int(payload["iat"]),
+        expires_at=int(payload["exp"]),
+    )

@@ -1,0 +1,96 @@
+"""Create, authenticate, change and delete users. Takes the session; raises domain errors."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .errors import EmailTaken, InvalidCredentials
+from .models import User
+from .passwords import PasswordHasher
+
+
+async def find_by_email(db: AsyncSession, email: str) -> User | None:
+    """The user with this email, compared case-insensitively."""
+    result = await db.execute(select(User).where(func.lower(User.email) == email.lower()))
+    return result.scalar_one_or_none()
+
+
+async def find_by_public_id(db: AsyncSession, public_id: str) -> User | None:
+    """The user with this public id, if any."""
+    result = await db.execute(select(User).where(User.public_id == public_id))
+    return result.scalar_one_or_none()
+
+
+async def create_user(
+    db: AsyncSession,
+    hasher: PasswordHasher,
+    name: str,
+    email: str,
+    password: str,
+    *,
+    public_id: str | None = None,
+) -> User:
+    """Register a user; the database's unique index decides duplicate emails."""
+    taken = await find_by_email(db, email) is not None
+    await db.commit()  # end the read before the slow hash
+    if taken:
+        raise EmailTaken()
+    user = User(name=name, email=email, password=await hasher.hash(password))
+    if public_id:
+        user.public_id = public_id
+    db.add(user)
+    try:
+        await db.commit()
+    except IntegrityError:
+        await db.rollback()
+        raise EmailTaken() from None
+    return user
+
+
+async def authenticate(db: AsyncSession, hasher: PasswordHasher, email: str, password: str) -> User:
+    """The user whose email and password match; unknown emails cost one hash too."""
+    user = await find_by_email(db, email)
+    await db.commit()  # end the read before the slow hash; commit keeps `user` loaded
+    if user is None:
+        await hasher.verify_dummy(password)
+        raise InvalidCredentials()
+    await check_password(db, hasher, user, password)
+    return user
+
+
+async def check_password(db: AsyncSession, hasher: PasswordHasher, user: User, password: str) -> None:
+    """Raise InvalidCredentials unless the password matches; re-hash stale hashes."""
+    result = await hasher.verify(password, user.password)
+    if not result.ok:
+        raise InvalidCredentials()
+    if result.needs_update:
+        await set_password(db, hasher, user, password)
+
+
+async def set_password(db: AsyncSession, hasher: PasswordHasher, user: User, password: str) -> None:
+    """Store a new hash of the password for the user."""
+    user.password = await hasher.hash(password)
+    await db.execute(update(User).where(User.id == user.id).values(password=user.password))
+    await db.commit()
+
+
+async def rename(db: AsyncSession, user: User, name: str) -> User:
+    """Change the user's display name."""
+    await db.execute(update(User).where(User.id == user.id).values(name=name))
+    await db.commit()
+    user.name = name
+    return user
+
+
+async def mark_verified(db: AsyncSession, user_id: int) -> None:
+    """Record that the user proved they own their email address."""
+    await db.execute(update(User).where(User.id == user_id).values(email_verified=True))
+    await db.commit()
+
+
+async def delete_user(db: AsyncSession, user: User) -> None:
+    """Remove the user's row; their sessions and tokens go with it."""
+    await db.execute(delete(User).where(User.id == user.id))
+    await db.commit()

@@ -1,0 +1,63 @@
+"""The signed-in user's own account: read, rename, change password, delete."""
+
+from __future__ import annotations
+
+from quart import Blueprint
+from quart.typing import ResponseReturnValue
+
+from ..auth import clear_auth_cookies, current_claims, token_required
+from ..db import request_session
+from ..models import User
+from ..schemas import ChangePasswordIn, DeleteMeIn, MeOut, UpdateMeIn
+from ..services import services
+from ..users import check_password, delete_user, rename, set_password
+from .forms import form_input, model_json, no_content
+
+blueprint = Blueprint("account", __name__)
+
+
+def me_out(user: User) -> MeOut:
+    """The account as GET /me shows it."""
+    return MeOut(
+        public_id=user.public_id,
+        name=user.name,
+        email=user.email,
+        email_verified=user.email_verified,
+        created_at=user.created_at,
+    )
+
+
+@blueprint.get("/me")
+@token_required
+async def me(user: User) -> ResponseReturnValue:
+    return model_json(me_out(user))
+
+
+@blueprint.patch("/me")
+@token_required
+async def update_me(user: User) -> ResponseReturnValue:
+    body = await form_input(UpdateMeIn)
+    return model_json(me_out(await rename(request_session(), user, body.name)))
+
+
+@blueprint.post("/me/password")
+@token_required
+async def change_password(user: User) -> ResponseReturnValue:
+    body = await form_input(ChangePasswordIn)
+    db, hasher = request_session(), services().hasher
+    await check_password(db, hasher, user, body.current_password)
+    await set_password(db, hasher, user, body.new_password)
+    await services().sessions.revoke_all(db, user.id, keep=current_claims().session_id)
+    return no_content()
+
+
+@blueprint.delete("/me")
+@token_required
+async def delete_me(user: User) -> ResponseReturnValue:
+    body = await form_input(DeleteMeIn)
+    db = request_session()
+    await check_password(db, services().hasher, user, body.password)
+    await services().sessions.revoke_all(db, user.id)
+    await delete_user(db, user)
+    response = no_content()
+    return response

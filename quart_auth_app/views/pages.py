@@ -1,0 +1,90 @@
+"""The tutorial's routes: /, /signup, /login, /dashboard."""
+
+from __future__ import annotations
+
+from quart import Blueprint, flash, jsonify, redirect, render_template
+from quart.typing import ResponseReturnValue
+
+from ..auth import request_meta, set_auth_cookies, token_required
+from ..db import request_session
+from ..errors import EmailNotVerified, InvalidCredentials
+from ..models import User
+from ..negotiation import wants_html
+from ..schemas import LoginIn, SignupIn, UserOut, check_email
+from ..services import services
+from ..users import authenticate, create_user
+from .forms import caller_address, form_input, model_json, next_param, safe_next
+
+blueprint = Blueprint("pages", __name__)
+
+
+@blueprint.get("/")
+@blueprint.get("/login")
+async def login_page() -> ResponseReturnValue:
+    return await render_template("login.html", values={}, next=next_param() or "")
+
+
+@blueprint.get("/signup")
+async def signup_page() -> ResponseReturnValue:
+    return await render_template("signup.html", values={})
+
+
+@blueprint.post("/signup")
+async def signup() -> ResponseReturnValue:
+    await services().throttle.attempt("signup", caller_address())
+    body = await form_input(SignupIn, "signup.html")
+    user = await create_user(
+        request_session(), services().hasher, body.name, body.email, body.password
+    )
+    await after_signup(user)
+    if wants_html():
+        await flash("Account created, please log in.", "success")
+        return redirect("/login")
+    return model_json(UserOut(public_id=user.public_id, name=user.name, email=user.email), 201)
+
+
+async def after_signup(user: User) -> None:
+    """Hook run once a user exists (sends the verification mail when mail is set up)."""
+    from ..mail_flows import send_verification
+
+    await send_verification(user)
+
+
+@blueprint.post("/login")
+async def login() -> ResponseReturnValue:
+    address = caller_address()
+    throttle = services().throttle
+    await throttle.attempt("login", address)
+    body = await form_input(LoginIn, "login.html", next=next_param() or "")
+    email = _lookup_email(body.email)
+    await throttle.check_failures(email, address)
+    try:
+        user = await authenticate(request_session(), services().hasher, email, body.password)
+    except InvalidCredentials:
+        await throttle.record_failure(email, address)
+        raise
+    if services().settings.require_verified_email and not user.email_verified:
+        raise EmailNotVerified()
+    await throttle.clear_failures(email, address)
+    pair = await services().sessions.start(request_session(), user, **request_meta())
+    if wants_html():
+        response = redirect(safe_next(next_param()))
+        set_auth_cookies(response, pair)
+        return response
+    return jsonify(pair.as_json())
+
+
+def _lookup_email(given: str) -> str:
+    try:
+        return check_email(given)
+    except ValueError:
+        return given
+
+
+@blueprint.get("/dashboard")
+@token_required
+async def dashboard(user: User) -> ResponseReturnValue:
+    message = f"Welcome {user.name}! You are logged in."
+    if wants_html():
+        return await render_template("dashboard.html", user=user, message=message)
+    return jsonify({"message": message})
