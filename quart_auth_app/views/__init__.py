@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from quart import Quart
 
-from . import account, ops, pages, tokens
+from . import account, browser, ops, pages, tokens
 
 
 def register_views(app: Quart) -> None:
     """Attach every blueprint."""
-    for module in (pages, tokens, account, ops):
+    for module in (pages, tokens, account, browser, ops):
         app.register_blueprint(module.blueprint)
