@@ -24,6 +24,7 @@ __all__ = ["ConfigError", "Settings", "app", "create_app", "token_required"]
 log = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parent
 CLEANUP_INTERVAL_SECONDS = 600
+CLEANUP_MAX_BATCHES = 100
 
 
 def template_folder() -> Path:
@@ -79,15 +80,16 @@ async def _cleanup_forever(app: Quart) -> None:
         await asyncio.sleep(CLEANUP_INTERVAL_SECONDS)
         with contextlib.suppress(Exception):
             async with app.extensions["db_sessions"]() as session:
-                while await sessions.cleanup(session) > 0:
-                    await asyncio.sleep(0)
+                for _ in range(CLEANUP_MAX_BATCHES):
+                    if await sessions.cleanup(session) == 0:
+                        break
 
 
 def _app_from_environment() -> Quart:
     try:
         return create_app()
     except ConfigError as error:
-        print(f"quart_auth_app: configuration error: {error}", file=sys.stderr)  # noqa: T201
+        print(f"quart_auth_app: configuration error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

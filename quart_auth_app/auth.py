@@ -6,7 +6,8 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from quart import Response, after_this_request, g, request
+from quart import after_this_request, g, request
+from werkzeug.sansio.response import Response
 
 from .db import request_session
 from .errors import TokenInvalid, TokenMissing
@@ -72,15 +73,15 @@ async def _renew(refresh: str) -> tuple[User, Claims]:
     return rotated.user, claims
 
 
-def _setting_cookies(pair: TokenPair) -> Callable[[Response], Awaitable[Response]]:
-    async def apply(response: Response) -> Response:
+def _setting_cookies(pair: TokenPair) -> Callable[[Any], Awaitable[Any]]:
+    async def apply(response: Any) -> Any:
         set_auth_cookies(response, pair)
         return response
 
     return apply
 
 
-async def _clearing_cookies(response: Response) -> Response:
+async def _clearing_cookies(response: Any) -> Any:
     clear_auth_cookies(response)
     return response
 

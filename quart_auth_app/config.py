@@ -254,7 +254,9 @@ def _read_secret(path: Path) -> str:
 
 def _check_consistency(settings: Settings) -> None:
     if settings.jwt_algorithm in ASYMMETRIC_ALGORITHMS and settings.jwt_private_key_file is None:
-        raise ConfigError("JWT_PRIVATE_KEY_FILE", f"required when JWT_ALGORITHM is {settings.jwt_algorithm}")
+        raise ConfigError(
+            "JWT_PRIVATE_KEY_FILE", f"required when JWT_ALGORITHM is {settings.jwt_algorithm}"
+        )
 
 
 def setting_names() -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from quart import Quart, Response, g, jsonify, redirect, render_template, request
@@ -27,7 +27,7 @@ def error_json(status: int, message: str, errors: dict[str, str] | None = None) 
 
 async def _browser_error(status: int, message: str, errors: dict[str, str] | None) -> Response:
     if status == 401 and g.get("protected_page"):
-        return redirect(login_redirect_target())
+        return cast(Response, redirect(login_redirect_target()))
     template = g.get("form_template")
     if template:
         values = {k: v for k, v in g.get("form_values", {}).items() if "password" not in k}
@@ -46,9 +46,7 @@ def login_redirect_target() -> str:
     return f"/login?next={quote(target, safe='')}"
 
 
-async def render_error(
-    status: int, message: str, errors: dict[str, str] | None = None
-) -> Response:
+async def render_error(status: int, message: str, errors: dict[str, str] | None = None) -> Response:
     """Answer an error in the shape the client asked for."""
     if wants_html():
         return await _browser_error(status, message, errors)

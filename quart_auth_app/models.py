@@ -54,7 +54,9 @@ class User(Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    public_id: Mapped[str] = mapped_column(String(50), unique=True, index=True, default=new_public_id)
+    public_id: Mapped[str] = mapped_column(
+        String(50), unique=True, index=True, default=new_public_id
+    )
     name: Mapped[str] = mapped_column(String(100))
     email: Mapped[str] = mapped_column(String(320))
     password: Mapped[str] = mapped_column(String(255))

@@ -49,8 +49,8 @@ async def read_input() -> dict[str, Any]:
     mimetype = request.mimetype
     try:
         if mimetype in JSON_TYPES or mimetype.endswith("+json"):
-            raw = await request.get_data(cache=True)
-            return parse_json(raw) if raw.strip() else {}
+            body = await request.get_data(cache=True, as_text=False, parse_form_data=False)
+            return parse_json(bytes(body)) if body.strip() else {}
         if mimetype in FORM_TYPES:
             form = await request.form
             return {key: form.get(key) for key in form}

@@ -156,7 +156,7 @@ class MeOut(UserOut):
 class TokensOut(BaseModel):
     access_token: str
     refresh_token: str
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105 - the scheme name, not a secret
     expires_in: int
 
 

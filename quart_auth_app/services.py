@@ -29,7 +29,11 @@ class Services:
 
 def build_services(settings: Settings) -> Services:
     """Wire the services for one app."""
-    redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2) if settings.redis_url else None
+    redis = (
+        Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        if settings.redis_url
+        else None
+    )
     revocations: RevocationList = RedisRevocationList(redis) if redis else DatabaseOnly()
     tokens = TokenService(settings)
     hasher = PasswordHasher(

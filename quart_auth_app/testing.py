@@ -25,7 +25,7 @@ from .models import User
 from .services import Services
 from .users import create_user
 
-DEFAULT_PASSWORD = "a perfectly fine passphrase"
+DEFAULT_PASSWORD = "a perfectly fine passphrase"  # noqa: S105 - a test fixture
 
 
 @dataclass
@@ -102,7 +102,11 @@ async def cookie_client(app: Quart, user: User) -> QuartClient:
 
 
 def mint_token(
-    app: Quart, public_id: str, session_id: str = "none", token_type: str = "access", **claims: Any
+    app: Quart,
+    public_id: str,
+    session_id: str = "none",
+    token_type: str = "access",  # noqa: S107 - a claim value, not a secret
+    **claims: Any,
 ) -> str:
     """Sign a token with chosen claims; a claim given as None is left out."""
     tokens = app_services(app).tokens

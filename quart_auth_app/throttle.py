@@ -38,7 +38,9 @@ class Throttle:
 
     async def attempt(self, scope: str, address: str) -> None:
         """Count one login/signup-type attempt from an address; 429 past the limit."""
-        if self.enabled and not await self._call(self.limiter.hit(self.attempts, "attempt", address)):
+        if self.enabled and not await self._call(
+            self.limiter.hit(self.attempts, "attempt", address)
+        ):
             raise Throttled(await self._retry_after(self.attempts, "attempt", address))
 
     async def check_failures(self, email: str, address: str) -> None:
@@ -57,7 +59,9 @@ class Throttle:
     async def clear_failures(self, email: str, address: str) -> None:
         """Forget the pair's failures after a successful login."""
         if self.enabled:
-            await self._call(self.limiter.clear(self.failures, "fail", _key(email.lower(), address)))
+            await self._call(
+                self.limiter.clear(self.failures, "fail", _key(email.lower(), address))
+            )
 
     async def _retry_after(self, item: RateLimitItem, *identifiers: str) -> int:
         stats = await self._call(self.limiter.get_window_stats(item, *identifiers))

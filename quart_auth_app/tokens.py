@@ -85,7 +85,9 @@ class KeySet:
         """The public keys as a JSON Web Key Set (empty for HMAC)."""
         if self.algorithm == "HS256":
             return {"keys": []}
-        return {"keys": [public_jwk(self.algorithm, key, kid) for kid, key in self.verifying.items()]}
+        return {
+            "keys": [public_jwk(self.algorithm, key, kid) for kid, key in self.verifying.items()]
+        }
 
 
 def _load_public(path: Path) -> Any:
@@ -123,7 +125,9 @@ class TokenService:
         self.leeway = settings.jwt_leeway_seconds
         self._jwt = jwt.PyJWT()
 
-    def issue(self, public_id: str, session_id: str, token_type: TokenType, **extra: Any) -> IssuedToken:
+    def issue(
+        self, public_id: str, session_id: str, token_type: TokenType, **extra: Any
+    ) -> IssuedToken:
         """Sign a token of one type for a user's session."""
         now = int(time.time())
         jti = secrets.token_urlsafe(24)
@@ -141,7 +145,10 @@ class TokenService:
             **extra,
         }
         token = self._jwt.encode(
-            claims, self.keys.signing_key, algorithm=self.keys.algorithm, headers={"kid": self.keys.kid}
+            claims,
+            self.keys.signing_key,
+            algorithm=self.keys.algorithm,
+            headers={"kid": self.keys.kid},
         )
         return IssuedToken(token, jti, expires_at)
 

@@ -60,7 +60,9 @@ async def authenticate(db: AsyncSession, hasher: PasswordHasher, email: str, pas
     return user
 
 
-async def check_password(db: AsyncSession, hasher: PasswordHasher, user: User, password: str) -> None:
+async def check_password(
+    db: AsyncSession, hasher: PasswordHasher, user: User, password: str
+) -> None:
     """Raise InvalidCredentials unless the password matches; re-hash stale hashes."""
     result = await hasher.verify(password, user.password)
     if not result.ok:

@@ -14,13 +14,13 @@ import pytest
 os.environ.setdefault("INSTANCE_PATH", tempfile.mkdtemp(prefix="qaa-import-"))
 os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-0123456789")
 
-from quart import Quart  # noqa: E402
-from quart.typing import TestClientProtocol  # noqa: E402
-from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
+from quart import Quart
+from quart.typing import TestClientProtocol
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from quart_auth_app import create_app  # noqa: E402
-from quart_auth_app.models import Base  # noqa: E402
-from quart_auth_app.testing import DEFAULT_PASSWORD, SignedIn, make_user, sign_in  # noqa: E402
+from quart_auth_app import create_app
+from quart_auth_app.models import Base
+from quart_auth_app.testing import DEFAULT_PASSWORD, SignedIn, make_user, sign_in
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")

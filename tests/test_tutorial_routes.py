@@ -14,7 +14,11 @@ SIGNUP = {"name": "Ann", "email": "ann@example.com", "password": "correct horse 
 
 
 async def test_pages_render(client: Any) -> None:
-    for path, marker in (("/", b"Log in"), ("/login", b"Log in"), ("/signup", b"Create an account")):
+    for path, marker in (
+        ("/", b"Log in"),
+        ("/login", b"Log in"),
+        ("/signup", b"Create an account"),
+    ):
         response = await client.get(path, headers=BROWSER)
         assert response.status_code == 200
         assert marker in await response.get_data()
@@ -61,7 +65,9 @@ async def test_duplicate_email_rerenders_the_form_for_browsers(client: Any) -> N
 
 
 async def test_invalid_signup_names_each_field(client: Any) -> None:
-    response = await client.post("/signup", json={"name": " ", "email": "nope", "password": "short"})
+    response = await client.post(
+        "/signup", json={"name": " ", "email": "nope", "password": "short"}
+    )
     assert response.status_code == 400
     body = await response.get_json()
     assert set(body["errors"]) == {"name", "email", "password"}
@@ -78,7 +84,9 @@ async def test_missing_fields_and_wrong_types_are_400(client: Any) -> None:
 
 
 async def test_malformed_json_and_wrong_content_type_are_400(client: Any) -> None:
-    bad = await client.post("/signup", data=b'{"name": ', headers={"Content-Type": "application/json"})
+    bad = await client.post(
+        "/signup", data=b'{"name": ', headers={"Content-Type": "application/json"}
+    )
     assert bad.status_code == 400
     assert "JSON" in (await bad.get_json())["message"]
     text = await client.post("/login", data=b"email=x", headers={"Content-Type": "text/plain"})
@@ -98,7 +106,9 @@ async def test_json_login_returns_token_pair(client: Any, user: Any) -> None:
 
 
 async def test_login_email_is_case_insensitive(client: Any, user: Any) -> None:
-    response = await client.post("/login", json={"email": "ANN@example.com", "password": DEFAULT_PASSWORD})
+    response = await client.post(
+        "/login", json={"email": "ANN@example.com", "password": DEFAULT_PASSWORD}
+    )
     assert response.status_code == 200
 
 
@@ -129,10 +139,16 @@ async def test_cookie_is_secure_over_https(client: Any, user: Any) -> None:
 
 
 async def test_unknown_email_and_wrong_password_look_the_same(client: Any, user: Any) -> None:
-    unknown = await client.post("/login", json={"email": "bob@example.com", "password": "whatever1"})
+    unknown = await client.post(
+        "/login", json={"email": "bob@example.com", "password": "whatever1"}
+    )
     wrong = await client.post("/login", json={"email": "ann@example.com", "password": "whatever1"})
     assert unknown.status_code == wrong.status_code == 401
-    assert await unknown.get_json() == await wrong.get_json() == {"message": "Invalid email or password"}
+    assert (
+        await unknown.get_json()
+        == await wrong.get_json()
+        == {"message": "Invalid email or password"}
+    )
 
 
 async def test_wrong_password_rerenders_login_for_browsers(client: Any, user: Any) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quart import Blueprint
+from quart import Blueprint, make_response
 from quart.typing import ResponseReturnValue
 
 from ..auth import clear_auth_cookies, current_claims, token_required
@@ -59,5 +59,6 @@ async def delete_me(user: User) -> ResponseReturnValue:
     await check_password(db, services().hasher, user, body.password)
     await services().sessions.revoke_all(db, user.id)
     await delete_user(db, user)
-    response = no_content()
+    response = await make_response("", 204)
+    clear_auth_cookies(response)
     return response

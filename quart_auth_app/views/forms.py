@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel
 from quart import g, jsonify, request
 from quart.typing import ResponseReturnValue
-from pydantic import BaseModel
 
 from ..negotiation import client_address, read_input
 from ..schemas import Input, parse_input

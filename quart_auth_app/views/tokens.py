@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from quart import Blueprint, jsonify, redirect, request
 from quart.typing import ResponseReturnValue
+from werkzeug.sansio.response import Response as ResponseType
 
 from ..auth import (
     REFRESH_COOKIE,
@@ -31,13 +34,12 @@ async def refresh() -> ResponseReturnValue:
     if not token:
         raise TokenMissing()
     rotated = await services().sessions.rotate(request_session(), token)
-    if wants_html():
-        response = redirect(safe_next(next_param()))
-    else:
-        response = jsonify(rotated.tokens.as_json())
+    response: ResponseType = (
+        redirect(safe_next(next_param())) if wants_html() else jsonify(rotated.tokens.as_json())
+    )
     if from_cookie or wants_html():
         set_auth_cookies(response, rotated.tokens)
-    return response
+    return cast(ResponseReturnValue, response)
 
 
 def _signed_out(message: str) -> ResponseReturnValue:
