@@ -9,7 +9,7 @@ from urllib.parse import quote
 from quart import Quart, Response, g, jsonify, redirect, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from .errors import AppError
+from .errors import AppError, Throttled
 from .negotiation import wants_html
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,10 @@ async def _browser_error(status: int, message: str, errors: dict[str, str] | Non
         context = {**g.get("form_context", {}), "error": message, "errors": errors or {}}
         body = await render_template(template, values=values, **context)
     else:
-        body = await render_template("error.html", status=status, message=message)
+        # The header shows who is signed in when the error came after authentication.
+        auth = g.get("auth")
+        user = auth[0] if auth else None
+        body = await render_template("error.html", status=status, message=message, user=user)
     return Response(body, status=status, content_type="text/html; charset=utf-8")
 
 
@@ -53,12 +56,23 @@ async def render_error(status: int, message: str, errors: dict[str, str] | None 
     return error_json(status, message, errors)
 
 
+def retry_hint(seconds: int) -> str:
+    """When to try again, in words a person reads (API clients read `Retry-After`)."""
+    if seconds < 60:
+        return f"Please try again in {seconds} second{'s' if seconds != 1 else ''}."
+    minutes = -(-seconds // 60)
+    return f"Please try again in {minutes} minute{'s' if minutes != 1 else ''}."
+
+
 def register_error_handlers(app: Quart) -> None:
     """Map every error to one response shape per audience."""
 
     @app.errorhandler(AppError)
     async def app_error(error: AppError) -> Response:
-        response = await render_error(error.status, error.message, error.errors)
+        message = error.message
+        if isinstance(error, Throttled) and wants_html():
+            message = f"Too many attempts. {retry_hint(error.retry_after)}"
+        response = await render_error(error.status, message, error.errors)
         if response.status_code == error.status:
             response.headers.update(error.headers)
         return response
