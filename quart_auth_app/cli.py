@@ -1,0 +1,199 @@
+"""The `quart-auth-app` console script: db upgrade, create-user, import-flask-db (SPEC §8)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from . import db
+from .config import ConfigError, Settings, load_settings
+from .errors import AppError
+from .importer import ImportFailed, import_users, read_tutorial_users
+from .models import User
+from .passwords import PasswordHasher
+from .schema import upgrade_database
+from .schemas import SignupIn, parse_input
+from .users import create_user, mark_verified
+
+T = TypeVar("T")
+PROG = "quart-auth-app"
+Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+class CommandFailed(Exception):
+    """A command could not do its job; the message is printed as one line."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, one sub-parser per command."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Operate a quart_auth_app deployment. Settings come from the environment "
+        "(DATABASE_URL, SECRET_KEY, ...), as for the server.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_db(commands)
+    _add_create_user(commands)
+    _add_import(commands)
+    return parser
+
+
+def _add_db(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    database = commands.add_parser("db", help="database schema migrations")
+    actions = database.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = actions.add_parser(
+        "upgrade", help="apply pending Alembic migrations (safe to run from several hosts)"
+    )
+    upgrade.set_defaults(run=run_db_upgrade)
+
+
+def _add_create_user(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    create = commands.add_parser(
+        "create-user", help="create a user; the password is asked for without echo"
+    )
+    create.add_argument("name", help="display name (1-100 characters)")
+    create.add_argument("email", help="email address (unique, case-insensitively)")
+    create.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input instead of prompting",
+    )
+    create.add_argument("--verified", action="store_true", help="mark the email as verified")
+    create.set_defaults(run=run_create_user)
+
+
+def _add_import(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    importer = commands.add_parser(
+        "import-flask-db",
+        help="import users from the Flask tutorial's SQLite database (idempotent)",
+        description="Copy the `user` table of the Flask JWT tutorial's Database.db: public_id, "
+        "name and email are kept, old werkzeug password hashes keep working and are upgraded "
+        "to argon2id at each user's next login. Rows already imported are left alone.",
+    )
+    importer.add_argument("path", type=Path, metavar="PATH", help="the tutorial's Database.db")
+    importer.set_defaults(run=run_import)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        _fail(f"configuration error: {error}")
+        return 2
+    command: Command = args.run
+    try:
+        return asyncio.run(command(settings, args))
+    except CommandFailed as error:
+        _fail(str(error))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr)
+
+
+async def run_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
+    """`db upgrade`: bring the schema to the latest revision."""
+    await _upgrade(settings)
+    print("database schema is up to date")
+    return 0
+
+
+async def _upgrade(settings: Settings) -> None:
+    try:
+        await upgrade_database(settings.database_url, settings.instance_path)
+    except (SQLAlchemyError, OSError) as error:
+        raise CommandFailed(_database_problem(error)) from None
+
+
+def _database_problem(error: BaseException) -> str:
+    """One line about a database failure, without SQL parameters (they may hold hashes)."""
+    cause = getattr(error, "orig", None) or error
+    first_line = (str(cause).splitlines() or [""])[0]
+    return f"database error: {type(cause).__name__}: {first_line}"
+
+
+async def run_create_user(settings: Settings, args: argparse.Namespace) -> int:
+    """`create-user NAME EMAIL`: register a user with a password read without echo."""
+    password = _read_password(args.password_stdin)
+    try:
+        body = parse_input(SignupIn, {"name": args.name, "email": args.email, "password": password})
+    except AppError as error:
+        raise CommandFailed(_app_error_line(error)) from None
+    hasher = _hasher(settings)
+
+    async def create(session: AsyncSession) -> User:
+        user = await create_user(session, hasher, body.name, body.email, body.password)
+        if args.verified:
+            await mark_verified(session, user.id)
+        return user
+
+    try:
+        user = await _with_session(settings, create)
+    except AppError as error:
+        raise CommandFailed(_app_error_line(error)) from None
+    finally:
+        hasher.close()
+    print(f"created user {user.email} (public_id {user.public_id})")
+    return 0
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != password:
+        raise CommandFailed("the passwords do not match")
+    return password
+
+
+def _app_error_line(error: AppError) -> str:
+    details = "; ".join(f"{field}: {reason}" for field, reason in (error.errors or {}).items())
+    return details or error.message
+
+
+def _hasher(settings: Settings) -> PasswordHasher:
+    return PasswordHasher(
+        settings.argon2_memory_cost,
+        settings.argon2_time_cost,
+        settings.argon2_parallelism,
+        settings.hash_workers,
+    )
+
+
+async def run_import(settings: Settings, args: argparse.Namespace) -> int:
+    """`import-flask-db PATH`: copy the tutorial's users, then print what happened."""
+    try:
+        rows = await read_tutorial_users(args.path)
+    except ImportFailed as error:
+        raise CommandFailed(str(error)) from None
+    report = await _with_session(settings, lambda s: import_users(s, rows))
+    for line in report.lines():
+        print(line)
+    return 0
+
+
+async def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in one session; the embedded SQLite database is migrated first, as at start."""
+    if db.is_sqlite(settings.database_url):
+        await _upgrade(settings)
+    engine = db.create_engine(settings)
+    try:
+        async with db.session_factory(engine)() as session:
+            return await work(session)
+    except (SQLAlchemyError, OSError) as error:
+        raise CommandFailed(_database_problem(error)) from None
+    finally:
+        await engine.dispose()
