@@ -16,6 +16,7 @@ MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 MAX_NAME = 100
 MAX_EMAIL = 320
+MAX_LOCAL_PART = 64
 
 
 def _printable(value: str, field: str) -> str:
@@ -46,9 +47,13 @@ def check_email(value: str) -> str:
     if len(candidate) > MAX_EMAIL:
         raise ValueError("Email address is too long")
     try:
-        return validate_email(candidate, check_deliverability=False).normalized
+        result = validate_email(candidate, check_deliverability=False)
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from None
+    if len(result.local_part) > MAX_LOCAL_PART:
+        # RFC 5321 §4.5.3.1.1; email-validator checks it only in its strict mode.
+        raise ValueError(f"The part before the @-sign must be at most {MAX_LOCAL_PART} characters")
+    return result.normalized
 
 
 def check_new_password(value: str) -> str:
@@ -183,6 +188,8 @@ _REASONS = {
     "missing": "This field is required",
     "string_type": "Must be a string",
     "string_too_long": "Too long",
+    # Lone surrogates ("\ud800" escaped in JSON) cannot be encoded: say so plainly.
+    "string_unicode": "Contains invalid characters (lone surrogates)",
 }
 
 

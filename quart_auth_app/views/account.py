@@ -10,7 +10,8 @@ from ..db import request_session
 from ..models import User
 from ..schemas import ChangePasswordIn, DeleteMeIn, MeOut, UpdateMeIn
 from ..services import services
-from ..users import check_password, delete_user, rename, set_password
+from ..users import delete_user, rename, set_password
+from .browser import confirm_password
 from .forms import form_input, model_json, no_content
 
 blueprint = Blueprint("account", __name__)
@@ -44,9 +45,9 @@ async def update_me(user: User) -> ResponseReturnValue:
 @token_required
 async def change_password(user: User) -> ResponseReturnValue:
     body = await form_input(ChangePasswordIn)
-    db, hasher = request_session(), services().hasher
-    await check_password(db, hasher, user, body.current_password)
-    await set_password(db, hasher, user, body.new_password)
+    await confirm_password(user, body.current_password, "current_password")
+    db = request_session()
+    await set_password(db, services().hasher, user, body.new_password)
     await services().sessions.revoke_all(db, user.id, keep=current_claims().session_id)
     return no_content()
 
@@ -55,8 +56,8 @@ async def change_password(user: User) -> ResponseReturnValue:
 @token_required
 async def delete_me(user: User) -> ResponseReturnValue:
     body = await form_input(DeleteMeIn)
+    await confirm_password(user, body.password, "password")
     db = request_session()
-    await check_password(db, services().hasher, user, body.password)
     await services().sessions.revoke_all(db, user.id)
     await delete_user(db, user)
     response = await make_response("", 204)
