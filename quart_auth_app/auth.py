@@ -10,7 +10,7 @@ from quart import after_this_request, g, request
 from werkzeug.sansio.response import Response
 
 from .db import request_session
-from .errors import TokenInvalid, TokenMissing
+from .errors import RefreshRaced, TokenInvalid, TokenMissing
 from .login_sessions import TokenPair
 from .models import User
 from .services import services
@@ -65,8 +65,10 @@ async def _renew(refresh: str) -> tuple[User, Claims]:
     """An expired access cookie with a live refresh cookie: rotate and hand out fresh cookies."""
     try:
         rotated = await services().sessions.rotate(request_session(), refresh)
+    except RefreshRaced:
+        raise  # another tab rotated it a moment ago: its fresh cookies must survive
     except TokenInvalid:
-        after_this_request(_clearing_cookies)
+        clear_cookies_after_request()
         raise
     after_this_request(_setting_cookies(rotated.tokens))
     claims = services().tokens.verify(rotated.tokens.access_token, "access")
@@ -75,10 +77,24 @@ async def _renew(refresh: str) -> tuple[User, Claims]:
 
 def _setting_cookies(pair: TokenPair) -> Callable[[Any], Awaitable[Any]]:
     async def apply(response: Any) -> Any:
-        set_auth_cookies(response, pair)
+        # A view that set or cleared the cookies itself (login, logout) has the last word.
+        if not _sets_auth_cookie(response):
+            set_auth_cookies(response, pair)
         return response
 
     return apply
+
+
+def clear_cookies_after_request() -> None:
+    """Have this request's response (error responses too) clear both cookies."""
+    after_this_request(_clearing_cookies)
+
+
+def _sets_auth_cookie(response: Response) -> bool:
+    return any(
+        value.startswith((f"{ACCESS_COOKIE}=", f"{REFRESH_COOKIE}="))
+        for value in response.headers.getlist("Set-Cookie")
+    )
 
 
 async def _clearing_cookies(response: Any) -> Any:

@@ -47,6 +47,10 @@ class TokenInvalid(TokenMissing):
     message = "Token is invalid!"
 
 
+class RefreshRaced(TokenInvalid):
+    """A refresh token rotated moments ago by a concurrent request: refused, family intact."""
+
+
 class Forbidden(AppError):
     status = 403
     message = "Forbidden"
@@ -63,6 +67,12 @@ class EmailNotVerified(AppError):
 class NotFound(AppError):
     status = 404
     message = "Not found"
+
+
+class InvalidMailToken(AppError):
+    """A reset or verification token that is unknown, used, expired, stale or for another flow."""
+
+    message = "Invalid or expired token"
 
 
 class Throttled(AppError):

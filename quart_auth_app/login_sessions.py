@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -9,12 +10,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .errors import TokenInvalid
+from .errors import RefreshRaced, TokenInvalid
 from .models import LoginSession, RefreshToken, User, utcnow
 from .revocation import RevocationList
 from .tokens import Claims, InvalidToken, TokenService, token_digest
 
 CLEANUP_BATCH = 500
+# Session ids are token_urlsafe(16); anything else cannot name a session (and never reaches SQL).
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,8 @@ class SessionService:
 
     async def revoke(self, db: AsyncSession, user_id: int, session_id: str) -> bool:
         """End one of the user's sessions; False if it was not theirs or already ended."""
+        if not SESSION_ID.fullmatch(session_id):
+            return False
         result = await db.execute(
             update(LoginSession)
             .where(
@@ -182,9 +187,10 @@ class SessionService:
             )
             await db.commit()
             await self.revocations.revoke([session_id], self._refresh_lifetime())
-        else:
-            await db.rollback()
-        raise TokenInvalid()
+            raise TokenInvalid()
+        await db.rollback()
+        # Inside the grace window (two tabs racing) the family lives on; callers may keep cookies.
+        raise RefreshRaced() if used_at is not None else TokenInvalid()
 
     async def _live_user(self, db: AsyncSession, claims: Claims) -> User | None:
         if await self.revocations.is_revoked(claims.session_id):

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
     load_pem_public_key,
 )
 from jwt.algorithms import get_default_algorithms
 
-from .config import Settings
+from .config import ConfigError, Settings
 
 TokenType = Literal["access", "refresh"]
 MAX_TOKEN_BYTES = 8192
@@ -72,14 +73,15 @@ class KeySet:
             kid = hmac.new(settings.secret_key.encode(), b"kid", "sha256").hexdigest()[:16]
             return cls("HS256", settings.secret_key, {kid: settings.secret_key}, kid)
         assert settings.jwt_private_key_file is not None
-        private = load_pem_private_key(settings.jwt_private_key_file.read_bytes(), password=None)
+        algorithm = settings.jwt_algorithm
+        private = _load_key("JWT_PRIVATE_KEY_FILE", settings.jwt_private_key_file, algorithm, True)
         public = private.public_key()
-        kid = jwk_thumbprint(settings.jwt_algorithm, public)
+        kid = jwk_thumbprint(algorithm, public)
         verifying: dict[str, Any] = {kid: public}
         for path in settings.jwt_public_key_files:
-            extra = _load_public(path)
-            verifying[jwk_thumbprint(settings.jwt_algorithm, extra)] = extra
-        return cls(settings.jwt_algorithm, private, verifying, kid)
+            extra = _load_key("JWT_PUBLIC_KEY_FILES", path, algorithm, False)
+            verifying[jwk_thumbprint(algorithm, extra)] = extra
+        return cls(algorithm, private, verifying, kid)
 
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """The public keys as a JSON Web Key Set (empty for HMAC)."""
@@ -90,11 +92,38 @@ class KeySet:
         }
 
 
-def _load_public(path: Path) -> Any:
-    data = path.read_bytes()
-    if b"PRIVATE KEY" in data:
-        return load_pem_private_key(data, password=None).public_key()
-    return load_pem_public_key(data)
+def _load_key(variable: str, path: Path, algorithm: str, private: bool) -> Any:
+    """A PEM key fit for the algorithm (the public half unless `private`), else ConfigError."""
+    try:
+        data = path.read_bytes()
+        if b"PRIVATE KEY" in data:
+            key: Any = load_pem_private_key(data, password=None)
+            key = key if private else key.public_key()
+        elif private:
+            raise ConfigError(variable, f"{path} holds no PEM private key")
+        else:
+            key = load_pem_public_key(data)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(variable, f"cannot read a PEM key from {path}: {exc}") from None
+    reason = _unfit_key_reason(algorithm, key.public_key() if private else key)
+    if reason:
+        raise ConfigError(variable, f"{path}: {reason}")
+    return key
+
+
+def _unfit_key_reason(algorithm: str, public: Any) -> str | None:
+    """Why a key cannot serve the algorithm (wrong type, weak size or curve), if it cannot."""
+    if algorithm == "RS256":
+        if not isinstance(public, rsa.RSAPublicKey):
+            return "RS256 needs an RSA key"
+        return "RSA keys must have at least 2048 bits" if public.key_size < 2048 else None
+    if algorithm == "ES256":
+        if not isinstance(public, ec.EllipticCurvePublicKey):
+            return "ES256 needs an EC key"
+        return None if isinstance(public.curve, ec.SECP256R1) else "ES256 needs a P-256 key"
+    if not isinstance(public, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        return "EdDSA needs an Ed25519 or Ed448 key"
+    return None
 
 
 def public_jwk(algorithm: str, key: Any, kid: str) -> dict[str, Any]:
@@ -154,15 +183,16 @@ class TokenService:
 
     def verify(self, token: str, expected: TokenType) -> Claims:
         """Return the claims of a valid token of the expected type, else raise InvalidToken."""
-        payload = self.decode(token, verify_exp=True)
+        payload = self.decode(token)
         if payload["type"] != expected:
             raise InvalidToken("wrong token type")
         return _claims(payload)
 
-    def decode(self, token: str, verify_exp: bool = True) -> dict[str, Any]:
+    def decode(self, token: str) -> dict[str, Any]:
         """Check signature, algorithm, issuer and required claims; every failure is InvalidToken."""
-        if len(token) > MAX_TOKEN_BYTES:
-            raise InvalidToken("token too large")
+        # Refused before any decoding work; a JWT is base64url and dots, so ASCII only.
+        if len(token) > MAX_TOKEN_BYTES or not token.isascii():
+            raise InvalidToken("token too large or not ASCII")
         try:
             kid = jwt.get_unverified_header(token).get("kid")
             key = self.keys.verifying.get(kid) if isinstance(kid, str) else None
@@ -174,7 +204,7 @@ class TokenService:
                 algorithms=[self.keys.algorithm],
                 issuer=self.issuer,
                 leeway=self.leeway,
-                options={"require": REQUIRED_CLAIMS, "verify_exp": verify_exp},
+                options={"require": REQUIRED_CLAIMS},
             )
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise InvalidToken(str(exc)) from exc

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import cast
 
-from quart import Blueprint, jsonify, redirect, request
+from quart import Blueprint, g, jsonify, redirect, request
 from quart.typing import ResponseReturnValue
 from werkzeug.sansio.response import Response as ResponseType
 
 from ..auth import (
     REFRESH_COOKIE,
     clear_auth_cookies,
+    clear_cookies_after_request,
     current_claims,
     set_auth_cookies,
     token_required,
 )
 from ..db import request_session
-from ..errors import NotFound, TokenMissing
+from ..errors import NotFound, RefreshRaced, TokenInvalid, TokenMissing
 from ..models import User
 from ..negotiation import wants_html
 from ..schemas import RefreshIn, SessionOut, SessionsOut
@@ -31,9 +32,17 @@ async def refresh() -> ResponseReturnValue:
     body = await form_input(RefreshIn)
     from_cookie = body.refresh_token is None
     token = body.refresh_token or request.cookies.get(REFRESH_COOKIE)
+    g.protected_page = True  # a browser whose refresh fails goes back to the login page
     if not token:
         raise TokenMissing()
-    rotated = await services().sessions.rotate(request_session(), token)
+    try:
+        rotated = await services().sessions.rotate(request_session(), token)
+    except RefreshRaced:
+        raise  # a concurrent request rotated it: keep the cookies that request is setting
+    except TokenInvalid:
+        if from_cookie:
+            clear_cookies_after_request()
+        raise
     response: ResponseType = (
         redirect(safe_next(next_param())) if wants_html() else jsonify(rotated.tokens.as_json())
     )
