@@ -36,6 +36,7 @@ class Settings:
     secret_key: str = field(repr=False)
     database_url: str
     redis_url: str | None = None
+    redis_key_prefix: str = "qaa"
     jwt_issuer: str = "quart_auth_app"
     jwt_algorithm: str = "HS256"
     jwt_private_key_file: Path | None = None
@@ -57,6 +58,8 @@ class Settings:
     require_verified_email: bool = False
     mail_url: str | None = field(default=None, repr=False)
     mail_from: str = "quart_auth_app <no-reply@localhost>"
+    mail_timeout: int = 10
+    mail_ca_file: Path | None = None
     public_url: str | None = None
     database_pool_size: int = 10
     database_statement_cache_size: int = 100
@@ -149,6 +152,15 @@ def _mail_url(name: str, raw: str) -> str | None:
     value = raw.strip()
     if value and not value.startswith(("smtp://", "smtp+starttls://", "smtps://")):
         raise ConfigError(name, "expected smtp://, smtp+starttls:// or smtps://")
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        raise ConfigError(name, "malformed URL (check the port)") from None
+    if value and not parts.hostname:
+        raise ConfigError(name, "the URL names no host")
     return value or None
 
 
@@ -163,6 +175,7 @@ def _public_url(name: str, raw: str) -> str | None:
 PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "DATABASE_URL": ("database_url", _database_url),
     "REDIS_URL": ("redis_url", _redis_url),
+    "REDIS_KEY_PREFIX": ("redis_key_prefix", _text),
     "JWT_ISSUER": ("jwt_issuer", _text),
     "JWT_ALGORITHM": ("jwt_algorithm", _choice(*ALGORITHMS)),
     "JWT_PRIVATE_KEY_FILE": ("jwt_private_key_file", _file),
@@ -184,6 +197,8 @@ PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "REQUIRE_VERIFIED_EMAIL": ("require_verified_email", _boolean),
     "MAIL_URL": ("mail_url", _mail_url),
     "MAIL_FROM": ("mail_from", _text),
+    "MAIL_TIMEOUT": ("mail_timeout", _integer(1, 300)),
+    "MAIL_CA_FILE": ("mail_ca_file", _file),
     "PUBLIC_URL": ("public_url", _public_url),
     "DATABASE_POOL_SIZE": ("database_pool_size", _integer(1, 1000)),
     "DATABASE_STATEMENT_CACHE_SIZE": ("database_statement_cache_size", _integer(0)),

@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 
 from .config import Settings
 from .login_sessions import SessionService
+from .mail import Mailer, build_mailer
 from .passwords import PasswordHasher
 from .revocation import DatabaseOnly, RedisRevocationList, RevocationList
 from .throttle import Throttle
@@ -25,6 +26,7 @@ class Services:
     sessions: SessionService
     throttle: Throttle
     redis: Redis | None
+    mailer: Mailer
 
 
 def build_services(settings: Settings) -> Services:
@@ -49,6 +51,7 @@ def build_services(settings: Settings) -> Services:
         sessions=SessionService(tokens, revocations, settings.jwt_refresh_grace_seconds),
         throttle=Throttle(settings),
         redis=redis,
+        mailer=build_mailer(settings),
     )
 
 

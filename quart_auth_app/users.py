@@ -78,6 +78,22 @@ async def set_password(db: AsyncSession, hasher: PasswordHasher, user: User, pas
     await db.commit()
 
 
+async def swap_password_hash(db: AsyncSession, user: User, new_hash: str) -> bool:
+    """Replace the hash only if it is still the one `user` holds; False if it changed meanwhile.
+
+    Does not commit: the caller decides with what else the change is committed.
+    """
+    result = await db.execute(
+        update(User)
+        .where(User.id == user.id, User.password == user.password)
+        .values(password=new_hash)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    user.password = new_hash
+    return True
+
+
 async def rename(db: AsyncSession, user: User, name: str) -> User:
     """Change the user's display name."""
     await db.execute(update(User).where(User.id == user.id).values(name=name))
