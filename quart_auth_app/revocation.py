@@ -33,10 +33,10 @@ class DatabaseOnly:
 class RedisRevocationList:
     """Revoked session ids as Redis keys that expire with the longest token they could cover."""
 
-    prefix = "qaa:revoked:"
-
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, key_prefix: str = "qaa") -> None:
         self.redis = redis
+        # One Redis may serve several deployments (or test runs): each keeps to its prefix.
+        self.prefix = f"{key_prefix}:revoked:"
 
     async def is_revoked(self, session_id: str) -> bool:
         try:

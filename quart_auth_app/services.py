@@ -36,7 +36,9 @@ def build_services(settings: Settings) -> Services:
         if settings.redis_url
         else None
     )
-    revocations: RevocationList = RedisRevocationList(redis) if redis else DatabaseOnly()
+    revocations: RevocationList = (
+        RedisRevocationList(redis, settings.redis_key_prefix) if redis else DatabaseOnly()
+    )
     tokens = TokenService(settings)
     hasher = PasswordHasher(
         settings.argon2_memory_cost,
@@ -49,7 +51,7 @@ def build_services(settings: Settings) -> Services:
         hasher=hasher,
         tokens=tokens,
         sessions=SessionService(tokens, revocations, settings.jwt_refresh_grace_seconds),
-        throttle=Throttle(settings),
+        throttle=Throttle(settings, redis),
         redis=redis,
         mailer=build_mailer(settings),
     )

@@ -12,6 +12,7 @@ from limits import RateLimitItem, RateLimitItemPerMinute, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
+from redis.asyncio import Redis
 
 from .config import Settings
 from .errors import ServiceUnavailable, Throttled
@@ -27,9 +28,9 @@ def _key(*parts: str) -> str:
 class Throttle:
     """Per-address attempt limits and per-(email, address) failed-login limits."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, redis: Redis | None = None) -> None:
         self.enabled = settings.rate_limit_enabled
-        self.storage = _storage(settings.redis_url)
+        self.storage = _storage(redis, settings.redis_key_prefix)
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.attempts: RateLimitItem = RateLimitItemPerMinute(settings.auth_attempts_per_minute)
         self.failures: RateLimitItem = RateLimitItemPerSecond(
@@ -75,8 +76,14 @@ class Throttle:
             raise ServiceUnavailable("Rate-limit store unavailable") from exc
 
 
-def _storage(redis_url: str | None) -> Storage:
-    if redis_url is None:
+def _storage(redis: Redis | None, key_prefix: str) -> Storage:
+    if redis is None:
         return MemoryStorage()
-    uri = "async+" + redis_url
-    return RedisStorage(uri, wrap_exceptions=True, implementation="redispy", key_prefix="qaa")
+    # Counters share the app's Redis pool (its timeouts, one shutdown) instead of opening another.
+    return RedisStorage(
+        "async+redis://",
+        wrap_exceptions=True,
+        implementation="redispy",
+        key_prefix=key_prefix,
+        connection_pool=redis.connection_pool,  # type: ignore[arg-type]
+    )

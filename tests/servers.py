@@ -1,0 +1,169 @@
+"""Real server processes for tests: hypercorn on a free loopback port, with its own environment.
+
+Usage::
+
+    with running_server({"DATABASE_URL": url, "INSTANCE_PATH": str(tmp_path)}) as server:
+        httpx.get(server.url + "/healthz")
+
+The child's environment is the test runner's minus every setting of the app (so the
+`SECRET_KEY`/`INSTANCE_PATH` that conftest puts in `os.environ` do not leak in), plus `env`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from quart_auth_app.config import PARSERS
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+HYPERCORN_TOML = PROJECT_DIR / "hypercorn.toml"
+APP_VARIABLES = {*PARSERS, "SECRET_KEY", "INSTANCE_PATH"}
+# Cheapest argon2id parameters, as the in-process fixtures use.
+FAST_HASHING = {"ARGON2_MEMORY_COST": "8192", "ARGON2_TIME_COST": "1"}
+# The worker's pid in every access-log line, so tests can tell which worker answered.
+ACCESS_LOG_FORMAT = "access pid=%(p)s status=%(s)s %(r)s"
+
+
+class ServerFailed(RuntimeError):
+    """The server exited or never answered /healthz; the message carries its log."""
+
+
+@dataclass
+class Server:
+    """One running hypercorn process (with its workers) and where it logs."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+    env: dict[str, str] = field(repr=False)
+
+    def log(self) -> str:
+        """Everything the server printed so far (stdout and stderr together)."""
+        return self.log_path.read_text(errors="replace")
+
+    def worker_pids(self) -> set[str]:
+        """Pids of the workers that answered at least one request (from the access log)."""
+        pids = set()
+        for line in self.log().splitlines():
+            if line.startswith("access pid=<"):
+                pids.add(line.split("<", 1)[1].split(">", 1)[0])
+        return pids
+
+    def alive(self) -> bool:
+        """Whether the main process is still running."""
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 20) -> int:
+        """Ask for a graceful shutdown (SIGTERM), kill after `timeout`; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        return self.process.returncode
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def child_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The runner's environment without the app's settings, plus `env`."""
+    base = {k: v for k, v in os.environ.items() if k not in APP_VARIABLES}
+    return {**base, "PYTHONUNBUFFERED": "1", **env}
+
+
+def start_server(
+    env: Mapping[str, str],
+    *,
+    workers: int = 1,
+    config: Path = HYPERCORN_TOML,
+    extra_args: Sequence[str] = (),
+    timeout: float = 60,
+) -> Server:
+    """Start `hypercorn --config <config> quart_auth_app:app` and wait until /healthz says 200."""
+    port = free_port()
+    handle, name = tempfile.mkstemp(prefix="qaa-server-", suffix=".log")
+    log_path = Path(name)
+    os.close(handle)
+    command = [
+        sys.executable,
+        "-m",
+        "hypercorn",
+        "--config",
+        str(config),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--access-logformat",
+        ACCESS_LOG_FORMAT,
+        *extra_args,
+        "quart_auth_app:app",
+    ]
+    full_env = child_environment(env)
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            command,
+            cwd=PROJECT_DIR,
+            env=full_env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: a hard kill takes the workers too
+        )
+    server = Server(process, f"http://127.0.0.1:{port}", log_path, full_env)
+    try:
+        wait_until_healthy(server, timeout)
+    except ServerFailed:
+        server.stop()
+        raise
+    return server
+
+
+def wait_until_healthy(server: Server, timeout: float) -> None:
+    """Poll /healthz until it answers 200; raise ServerFailed if the process dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not server.alive():
+            raise ServerFailed(f"server exited with {server.process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(server.url + "/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise ServerFailed(f"server not healthy after {timeout}s:\n{server.log()}")
+
+
+@contextmanager
+def running_server(
+    env: Mapping[str, str], *, workers: int = 1, extra_args: Sequence[str] = ()
+) -> Iterator[Server]:
+    """A server for the duration of a `with` block; its log is kept only if the block failed."""
+    server = start_server(env, workers=workers, extra_args=extra_args)
+    try:
+        yield server
+    except BaseException:
+        server.stop()
+        print(f"server log kept at {server.log_path}")
+        raise
+    server.stop()
+    server.log_path.unlink(missing_ok=True)
