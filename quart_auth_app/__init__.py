@@ -12,7 +12,7 @@ from typing import Any
 
 from quart import Quart
 
-from . import db, security, services
+from . import db, openapi, security, services
 from .auth import token_required
 from .config import ConfigError, Settings, load_settings
 from .handlers import register_error_handlers
@@ -54,6 +54,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     security.init_app(app)
     register_error_handlers(app)
     register_views(app)
+    openapi.init_app(app)  # after the views: it documents them
     return app
 
 

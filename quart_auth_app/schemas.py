@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, ConfigDict, StrictStr, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from .common_passwords import is_common_password
 from .errors import InvalidInput
@@ -84,10 +84,27 @@ def check_token(value: str) -> str:
     return value.strip()
 
 
-Name = Annotated[StrictStr, AfterValidator(check_name)]
-Email = Annotated[StrictStr, AfterValidator(check_email)]
-NewPassword = Annotated[StrictStr, AfterValidator(check_new_password)]
-GivenPassword = Annotated[StrictStr, AfterValidator(check_given_password)]
+def _documented(**schema: Any) -> Any:
+    """Constraints shown in OpenAPI only: the validators above decide, with their own messages."""
+    return Field(json_schema_extra=schema)
+
+
+Name = Annotated[
+    StrictStr, AfterValidator(check_name), _documented(minLength=1, maxLength=MAX_NAME)
+]
+Email = Annotated[
+    StrictStr, AfterValidator(check_email), _documented(format="email", maxLength=MAX_EMAIL)
+]
+NewPassword = Annotated[
+    StrictStr,
+    AfterValidator(check_new_password),
+    _documented(minLength=MIN_PASSWORD, maxLength=MAX_PASSWORD),
+]
+GivenPassword = Annotated[
+    StrictStr,
+    AfterValidator(check_given_password),
+    _documented(minLength=1, maxLength=MAX_PASSWORD),
+]
 GivenEmail = Annotated[StrictStr, AfterValidator(lambda v: _printable(v, "Email").strip())]
 Token = Annotated[StrictStr, AfterValidator(check_token)]
 
@@ -180,6 +197,12 @@ class SessionsOut(BaseModel):
 
 class HealthOut(BaseModel):
     status: str
+
+
+class JwksOut(BaseModel):
+    """The public verification keys (JWK), empty when tokens are signed with HS256."""
+
+    keys: list[dict[str, Any]]
 
 
 M = TypeVar("M", bound=Input)

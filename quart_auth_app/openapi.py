@@ -1,0 +1,368 @@
+"""OpenAPI for every JSON route (quart-schema), served at /openapi.json, with a page at /docs.
+
+Bodies are validated by views/forms.form_input with the same pydantic models documented here,
+so the description and the behaviour share one source. The documentation of each endpoint
+lives in DOCS below and is attached to the view functions when the app is built: views stay
+thin, and tests/test_openapi.py fails when a JSON route is missing from this table.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel
+from quart import Quart, current_app, render_template_string
+from quart.typing import ResponseReturnValue
+from quart_schema import (
+    APIKeySecurityScheme,
+    DataSource,
+    HttpSecurityScheme,
+    Info,
+    OpenAPIProvider,
+    QuartSchema,
+    document_querystring,
+    document_request,
+    document_response,
+    hide,
+    security_scheme,
+    tag,
+)
+
+from .schemas import (
+    ChangePasswordIn,
+    DeleteMeIn,
+    ErrorOut,
+    ForgotPasswordIn,
+    HealthOut,
+    JwksOut,
+    LoginIn,
+    MeOut,
+    MessageOut,
+    RefreshIn,
+    ResetPasswordIn,
+    SessionsOut,
+    SignupIn,
+    TokensOut,
+    UpdateMeIn,
+    UserOut,
+    VerifyEmailIn,
+)
+
+NO_CONTENT = 204
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}, {"cookie": []}]
+ERROR_TEXT = {
+    400: "Invalid input, malformed body or unsupported content type",
+    401: "Missing, invalid, expired or revoked token, or wrong credentials",
+    403: "Cross-origin request refused, or email not verified",
+    404: "Not found",
+    413: "Request body too large (limit 64 KiB)",
+    429: "Too many attempts: see Retry-After",
+    503: "A backing store (database, revocation list) cannot be reached",
+}
+BODY_ERRORS = (400, 403, 413)
+AUTH_ERRORS = (401, 503)
+
+
+class VerifyLinkQuery(BaseModel):
+    """The token from a verification link."""
+
+    token: str
+
+
+@dataclass(frozen=True)
+class Doc:
+    """The documentation of one endpoint (the views' own code decides the behaviour)."""
+
+    summary: str
+    tag: str
+    ok: tuple[int, type[BaseModel] | None]
+    errors: tuple[int, ...] = ()
+    request: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    auth: bool = False
+    html_too: bool = False  # browsers get a page (or a redirect) from the same route
+    extra: dict[int, type[BaseModel]] = field(default_factory=dict)
+
+
+DOCS: dict[str, Doc] = {
+    "pages.signup": Doc(
+        "Register a user (tutorial route)",
+        "tutorial",
+        (201, UserOut),
+        (*BODY_ERRORS, 429),
+        SignupIn,
+        html_too=True,
+    ),
+    "pages.login": Doc(
+        "Log in: an access and a refresh token (browsers get cookies)",
+        "tutorial",
+        (200, TokensOut),
+        (*BODY_ERRORS, 401, 429),
+        LoginIn,
+        html_too=True,
+    ),
+    "pages.dashboard": Doc(
+        "The tutorial's protected page",
+        "tutorial",
+        (200, MessageOut),
+        AUTH_ERRORS,
+        auth=True,
+        html_too=True,
+    ),
+    "tokens.refresh": Doc(
+        "Rotate a refresh token (JSON body or refresh cookie) into a new token pair",
+        "tokens",
+        (200, TokensOut),
+        (*BODY_ERRORS, 401, 503),
+        RefreshIn,
+        html_too=True,
+    ),
+    "tokens.logout": Doc(
+        "Revoke this access token and its refresh family; clears the cookies",
+        "tokens",
+        (200, MessageOut),
+        (*AUTH_ERRORS, 403),
+        auth=True,
+        html_too=True,
+    ),
+    "tokens.logout_all": Doc(
+        "Revoke every token of the user",
+        "tokens",
+        (200, MessageOut),
+        (*AUTH_ERRORS, 403),
+        auth=True,
+        html_too=True,
+    ),
+    "tokens.list_sessions": Doc(
+        "The user's live sessions (one per refresh family)",
+        "sessions",
+        (200, SessionsOut),
+        AUTH_ERRORS,
+        auth=True,
+    ),
+    "tokens.revoke_session": Doc(
+        "Revoke one session and its access tokens",
+        "sessions",
+        (NO_CONTENT, None),
+        (*AUTH_ERRORS, 403, 404),
+        auth=True,
+    ),
+    "tokens.jwks": Doc("Public keys for asymmetric algorithms (JWKS)", "tokens", (200, JwksOut)),
+    "account.me": Doc("The signed-in user", "account", (200, MeOut), AUTH_ERRORS, auth=True),
+    "account.update_me": Doc(
+        "Rename the signed-in user",
+        "account",
+        (200, MeOut),
+        (*BODY_ERRORS, *AUTH_ERRORS),
+        UpdateMeIn,
+        auth=True,
+    ),
+    "account.change_password": Doc(
+        "Change the password; every other session is revoked",
+        "account",
+        (NO_CONTENT, None),
+        (*BODY_ERRORS, *AUTH_ERRORS, 429),
+        ChangePasswordIn,
+        auth=True,
+    ),
+    "account.delete_me": Doc(
+        "Delete the account (password required); every token stops working",
+        "account",
+        (NO_CONTENT, None),
+        (*BODY_ERRORS, *AUTH_ERRORS, 429),
+        DeleteMeIn,
+        auth=True,
+    ),
+    "recovery.forgot": Doc(
+        "Mail a password-reset link (202 whether or not the account exists)",
+        "recovery",
+        (202, MessageOut),
+        (*BODY_ERRORS, 429),
+        ForgotPasswordIn,
+        html_too=True,
+    ),
+    "recovery.reset": Doc(
+        "Set a new password with a mailed token; every session is revoked",
+        "recovery",
+        (NO_CONTENT, None),
+        (*BODY_ERRORS, 429),
+        ResetPasswordIn,
+        html_too=True,
+    ),
+    "recovery.verify_link": Doc(
+        "Verify the email address from the mailed link",
+        "recovery",
+        (200, MessageOut),
+        (400, 429),
+        query=VerifyLinkQuery,
+        html_too=True,
+    ),
+    "recovery.verify": Doc(
+        "Verify the email address with a mailed token",
+        "recovery",
+        (200, MessageOut),
+        (*BODY_ERRORS, 429),
+        VerifyEmailIn,
+        html_too=True,
+    ),
+    "recovery.request_verification": Doc(
+        "Send the verification link again",
+        "recovery",
+        (202, MessageOut),
+        (*AUTH_ERRORS, 403, 429),
+        auth=True,
+        html_too=True,
+    ),
+    "ops.healthz": Doc(
+        "Health: does the database answer?", "operations", (200, HealthOut), extra={503: HealthOut}
+    ),
+}
+
+# Routes that only ever serve browsers (pages and form posts answered with redirects).
+HTML_ONLY = frozenset(
+    {
+        "static",
+        "pages.login_page",
+        "pages.signup_page",
+        "recovery.forgot_page",
+        "recovery.reset_page",
+        "browser.account",
+        "browser.change_name",
+        "browser.change_password",
+        "browser.revoke_session",
+        "browser.delete_account",
+    }
+)
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>{{ title }} - API documentation</title>
+  <link rel="stylesheet" href="{{ css_url }}">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="{{ js_url }}"></script>
+  <script>{{ init_script | safe }}</script>
+</body>
+</html>
+"""
+INIT_SCRIPT = (
+    'SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true, '
+    "presets: [SwaggerUIBundle.presets.apis]});"
+)
+# CSP admits the inline start-up script by its hash, never 'unsafe-inline' scripts.
+INIT_SCRIPT_HASH = base64.b64encode(hashlib.sha256(INIT_SCRIPT.encode()).digest()).decode()
+
+
+class Provider(OpenAPIProvider):
+    """quart-schema's generator, plus summaries, form bodies, 204s and HTML alternatives."""
+
+    def build_paths(self, rule: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        paths, components = super().build_paths(rule)
+        doc = DOCS.get(rule.endpoint)
+        if doc is not None:
+            for operation in next(iter(paths.values())).values():
+                _complete(operation, doc)
+        return paths, components
+
+    def build_request_body(
+        self, model: Any, source: DataSource
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        body, components = super().build_request_body(model, source)
+        schema = body["content"]["application/json"]["schema"]
+        for encoding in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            body["content"][encoding] = {"schema": schema}
+        body["required"] = True
+        return body, components
+
+
+def _complete(operation: dict[str, Any], doc: Doc) -> None:
+    operation["summary"] = doc.summary
+    responses: dict[int, Any] = operation["responses"]
+    status, model = doc.ok
+    if model is None:
+        responses[status] = {"description": "Done; no content"}
+    if doc.html_too:
+        responses.setdefault(302, {"description": "Browsers (Accept: text/html) are redirected"})
+    for code, response in responses.items():
+        if not response.get("description"):
+            response["description"] = ERROR_TEXT.get(code, "OK")
+
+
+def init_app(app: Quart) -> None:
+    """Attach the documentation to the views and serve /openapi.json and /docs."""
+    QuartSchema(
+        app,
+        info=Info(title="quart_auth_app", version=_version(), description=__doc__.split("\n")[0]),
+        security_schemes={
+            "bearer": HttpSecurityScheme(scheme="bearer", bearer_format="JWT"),
+            "cookie": APIKeySecurityScheme(name="jwt_token", in_="cookie"),
+        },
+        swagger_ui_path=None,
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+        openapi_provider_class=Provider,
+    )
+    app.add_url_rule("/docs", "docs", hide(docs_page))
+    for endpoint, func in app.view_functions.items():
+        if endpoint in DOCS:
+            _document(func, DOCS[endpoint])
+        elif endpoint in HTML_ONLY:
+            hide(getattr(func, "__func__", func))  # a bound method for `static`
+
+
+def _document(func: Callable[..., Any], doc: Doc) -> None:
+    decorators: list[Callable[[Any], Any]] = [tag([doc.tag])]
+    status, model = doc.ok
+    if model is not None:
+        decorators.append(document_response(model, status))
+    if doc.request is not None:
+        decorators.append(document_request(doc.request))
+    if doc.query is not None:
+        decorators.append(document_querystring(doc.query))
+    decorators += [document_response(ErrorOut, code) for code in doc.errors]
+    decorators += [document_response(out, code) for code, out in doc.extra.items()]
+    if doc.auth:
+        decorators.append(security_scheme(BEARER))
+    for decorate in decorators:
+        decorate(func)
+
+
+async def docs_page() -> ResponseReturnValue:
+    """A Swagger UI page over /openapi.json; its CSP admits only the UI's CDN and our script."""
+    js_url = current_app.config["QUART_SCHEMA_SWAGGER_JS_URL"]
+    css_url = current_app.config["QUART_SCHEMA_SWAGGER_CSS_URL"]
+    body = await render_template_string(
+        DOCS_PAGE, title="quart_auth_app", js_url=js_url, css_url=css_url, init_script=INIT_SCRIPT
+    )
+    return body, 200, {"Content-Security-Policy": _docs_policy(js_url, css_url)}
+
+
+def _docs_policy(js_url: str, css_url: str) -> str:
+    js_origin, css_origin = _origin(js_url), _origin(css_url)
+    return (
+        f"default-src 'self'; script-src 'self' {js_origin} 'sha256-{INIT_SCRIPT_HASH}'; "
+        f"style-src 'self' 'unsafe-inline' {css_origin}; img-src 'self' data: {css_origin}; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+        "object-src 'none'"
+    )
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else "'self'"
+
+
+def _version() -> str:
+    try:
+        return version("quart_auth_app")
+    except PackageNotFoundError:
+        return "0.0.0"
