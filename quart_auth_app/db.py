@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from quart import Quart, g
@@ -37,9 +38,25 @@ def create_engine(settings: Settings) -> AsyncEngine:
         max_overflow=settings.database_pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
-        # 0 turns asyncpg's prepared-statement cache off, for pgbouncer in transaction mode.
-        connect_args={"statement_cache_size": settings.database_statement_cache_size},
+        connect_args=asyncpg_arguments(settings.database_statement_cache_size),
     )
+
+
+def asyncpg_arguments(cache_size: int) -> dict[str, Any]:
+    """Statement caching for asyncpg; 0 suits pgbouncer in transaction (or statement) mode."""
+    arguments: dict[str, Any] = {
+        "statement_cache_size": cache_size,  # asyncpg's own cache
+        "prepared_statement_cache_size": cache_size,  # SQLAlchemy's cache on top of it
+    }
+    if cache_size == 0:
+        # Behind a pooler one server connection serves many clients: asyncpg's numbered
+        # statement names would collide there, unique ones cannot.
+        arguments["prepared_statement_name_func"] = _unique_statement_name
+    return arguments
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -68,7 +68,7 @@ class SessionService:
             last_used_at=now,
             expires_at=now + timedelta(seconds=self.tokens.lifetimes["refresh"]),
             user_agent=(user_agent or "")[:300] or None,
-            client_address=client_address,
+            client_address=(client_address or "")[:64] or None,  # the column holds 64
         )
         db.add(session)
         pair = self._issue(db, user.public_id, session.id)

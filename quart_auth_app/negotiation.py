@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Any
 
@@ -71,4 +72,15 @@ def client_address(trusted_proxies: int) -> str:
         return peer
     hops = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",")]
     hops = [hop for hop in hops if hop]
-    return hops[-trusted_proxies] if len(hops) >= trusted_proxies else peer
+    if len(hops) < trusted_proxies:
+        return peer
+    # A misconfigured proxy chain must not turn any header text into a stored "address".
+    return hops[-trusted_proxies] if _is_ip(hops[-trusted_proxies]) else peer
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

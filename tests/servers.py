@@ -12,12 +12,14 @@ The child's environment is the test runner's minus every setting of the app (so 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ APP_VARIABLES = {*PARSERS, "SECRET_KEY", "INSTANCE_PATH"}
 FAST_HASHING = {"ARGON2_MEMORY_COST": "8192", "ARGON2_TIME_COST": "1"}
 # The worker's pid in every access-log line, so tests can tell which worker answered.
 ACCESS_LOG_FORMAT = "access pid=%(p)s status=%(s)s %(r)s"
+ACCESS_PID = re.compile(r"access pid=<(\d+)>")
 
 
 class ServerFailed(RuntimeError):
@@ -55,11 +58,11 @@ class Server:
 
     def worker_pids(self) -> set[str]:
         """Pids of the workers that answered at least one request (from the access log)."""
-        pids = set()
-        for line in self.log().splitlines():
-            if line.startswith("access pid=<"):
-                pids.add(line.split("<", 1)[1].split(">", 1)[0])
-        return pids
+        return set(ACCESS_PID.findall(self.log()))
+
+    def workers_running(self) -> int:
+        """How many workers have said they are serving."""
+        return self.log().count("[INFO] Running on ")
 
     def alive(self) -> bool:
         """Whether the main process is still running."""
@@ -94,12 +97,15 @@ def child_environment(env: Mapping[str, str]) -> dict[str, str]:
 def start_server(
     env: Mapping[str, str],
     *,
-    workers: int = 1,
+    workers: int | None = 1,
     config: Path = HYPERCORN_TOML,
     extra_args: Sequence[str] = (),
     timeout: float = 60,
 ) -> Server:
-    """Start `hypercorn --config <config> quart_auth_app:app` and wait until /healthz says 200."""
+    """Start `hypercorn --config <config> quart_auth_app:app`; wait until every worker serves.
+
+    `workers=None` keeps the count the config file sets.
+    """
     port = free_port()
     handle, name = tempfile.mkstemp(prefix="qaa-server-", suffix=".log")
     log_path = Path(name)
@@ -112,8 +118,7 @@ def start_server(
         str(config),
         "--bind",
         f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
+        *(["--workers", str(workers)] if workers is not None else []),
         "--access-logformat",
         ACCESS_LOG_FORMAT,
         *extra_args,
@@ -130,32 +135,44 @@ def start_server(
             start_new_session=True,  # its own process group: a hard kill takes the workers too
         )
     server = Server(process, f"http://127.0.0.1:{port}", log_path, full_env)
+    expected = workers if workers is not None else configured_workers(config)
     try:
-        wait_until_healthy(server, timeout)
+        wait_until_healthy(server, max(1, expected), timeout)
     except ServerFailed:
         server.stop()
         raise
     return server
 
 
-def wait_until_healthy(server: Server, timeout: float) -> None:
-    """Poll /healthz until it answers 200; raise ServerFailed if the process dies or time runs out."""
+def configured_workers(config: Path) -> int:
+    """The worker count a hypercorn TOML file asks for (hypercorn's default is 1)."""
+    with config.open("rb") as handle:
+        workers: int = tomllib.load(handle).get("workers", 1)
+        return workers
+
+
+def wait_until_healthy(server: Server, workers: int, timeout: float) -> None:
+    """Poll until all workers run and /healthz answers 200; ServerFailed if the process dies."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not server.alive():
             raise ServerFailed(f"server exited with {server.process.returncode}:\n{server.log()}")
-        try:
-            if httpx.get(server.url + "/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
+        if server.workers_running() >= workers and _healthy(server):
+            return
         time.sleep(0.2)
     raise ServerFailed(f"server not healthy after {timeout}s:\n{server.log()}")
 
 
+def _healthy(server: Server) -> bool:
+    try:
+        return httpx.get(server.url + "/healthz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 @contextmanager
 def running_server(
-    env: Mapping[str, str], *, workers: int = 1, extra_args: Sequence[str] = ()
+    env: Mapping[str, str], *, workers: int | None = 1, extra_args: Sequence[str] = ()
 ) -> Iterator[Server]:
     """A server for the duration of a `with` block; its log is kept only if the block failed."""
     server = start_server(env, workers=workers, extra_args=extra_args)
