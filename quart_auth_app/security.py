@@ -13,7 +13,18 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 )
-NO_STORE_PREFIXES = ("/login", "/signup", "/token", "/logout", "/me", "/password", "/verify")
+# Token, account and signed-in pages: never kept by browsers or shared caches.
+NO_STORE_PREFIXES = (
+    "/login",
+    "/signup",
+    "/token",
+    "/logout",
+    "/me",
+    "/password",
+    "/verify",
+    "/account",
+    "/dashboard",
+)
 
 
 def cross_origin_refused() -> bool:
@@ -39,7 +50,7 @@ def add_security_headers(response: Response) -> Response:
     headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     if response.mimetype == "text/html":
         headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    if request.path.startswith(NO_STORE_PREFIXES) or request.path == "/dashboard":
+    if request.path.startswith(NO_STORE_PREFIXES):
         headers["Cache-Control"] = "no-store"
         headers.setdefault("Pragma", "no-cache")
     return response
