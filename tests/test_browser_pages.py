@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -61,6 +62,8 @@ async def test_account_page_shows_the_person_and_their_devices(app: Quart, user:
     assert "this device" in page
     for autocomplete in ("name", "current-password", "new-password"):
         assert f'autocomplete="{autocomplete}"' in page
+    ids = re.findall(r'\sid="([^"]+)"', page)
+    assert len(ids) == len(set(ids)), "duplicate ids break <label for=...>"
 
 
 async def test_rename_redirects_with_a_message_and_escapes_html(app: Quart, user: Any) -> None:
