@@ -70,10 +70,15 @@ def compose(mail: Mail, sender: str) -> EmailMessage:
     message["To"] = mail.to
     message["Subject"] = mail.subject
     message["Message-ID"] = make_msgid(domain=_sender_domain(sender))
-    message.set_content(mail.text)
+    message.set_content(mail.text, cte=_transfer_encoding(mail.text))
     if mail.html is not None:
-        message.add_alternative(mail.html, subtype="html")
+        message.add_alternative(mail.html, subtype="html", cte=_transfer_encoding(mail.html))
     return message
+
+
+def _transfer_encoding(body: str) -> str:
+    # Never quoted-printable: it would break the link across lines and turn "=" into "=3D".
+    return "7bit" if body.isascii() else "8bit"
 
 
 def _sender_domain(sender: str) -> str:
@@ -112,8 +117,17 @@ class SmtpMailer:
 class LogMailer:
     """Development mode: the whole mail, link included, goes to the log so it can be followed."""
 
+    def __init__(self) -> None:
+        # Unconfigured logging drops INFO: a mail nobody sees helps nobody.
+        if log.level == logging.NOTSET and log.getEffectiveLevel() > logging.INFO:
+            log.setLevel(logging.INFO)
+
     async def send(self, mail: Mail) -> None:
         """Write the mail to the log at INFO."""
+        if not log.hasHandlers():  # decided now, once whoever configures logging has done so
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("[%(asctime)s] [%(levelname)s] %(message)s"))
+            log.addHandler(handler)
         log.info(
             "MAIL_URL is not set; this mail was not sent:\nTo: %s\nSubject: %s\n\n%s",
             mail.to,

@@ -4,7 +4,7 @@ Tokens are random, stored only as SHA-256 digests, single-purpose and single-use
 what they vouch for: a reset token to the password hash it was issued under (so any password
 change kills it), a verification token to the address it was mailed to. The token functions
 take the session; the `send_*` functions are called from views: they read the request for the
-link and hand delivery to a background task, so a slow or dead SMTP server never shows.
+link and hand everything else to a background task, so a slow or dead SMTP server never shows.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import secrets
 from datetime import timedelta
 from urllib.parse import urlencode
 
+from limits import RateLimitItemPerSecond
 from quart import current_app, render_template, request
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .db import request_session
 from .errors import InvalidMailToken
-from .mail import Mail, Mailer
+from .mail import Mail
 from .models import MailToken, User, utcnow
 from .passwords import PasswordHasher
 from .services import services
@@ -36,8 +36,8 @@ VERIFY = "verify"
 LIFETIMES = {RESET: timedelta(minutes=30), VERIFY: timedelta(hours=48)}
 SUBJECTS = {RESET: "Reset your password", VERIFY: "Verify your email address"}
 PATHS = {RESET: "/password/reset", VERIFY: "/verify"}
-# Live tokens per user and purpose: caps how much mail anyone can aim at one inbox.
-MAX_PENDING = 3
+# Mails per address and purpose in 30 minutes: caps how much mail anyone can aim at one inbox.
+MAIL_LIMIT = RateLimitItemPerSecond(3, 1800)
 MAX_TOKEN_LENGTH = 256
 
 
@@ -53,28 +53,9 @@ def new_token() -> tuple[str, bytes]:
     return token, token_digest(token)
 
 
-async def pending_tokens(db: AsyncSession, user_id: int, purpose: str) -> int:
-    """How many unused, unexpired tokens of this purpose the user has."""
-    count = await db.scalar(
-        select(func.count())
-        .select_from(MailToken)
-        .where(
-            MailToken.user_id == user_id,
-            MailToken.purpose == purpose,
-            MailToken.used_at.is_(None),
-            MailToken.expires_at > utcnow(),
-        )
-    )
-    return int(count or 0)
-
-
-async def issue(db: AsyncSession, user: User, purpose: str) -> str | None:
-    """Store a new token for the user and return it; None when too many are outstanding."""
+async def issue(db: AsyncSession, user: User, purpose: str) -> str:
+    """Store a new token for the user and return it."""
     token, digest = new_token()
-    if await pending_tokens(db, user.id, purpose) >= MAX_PENDING:
-        await db.commit()
-        log.info("not sending another %s mail: %d links are still live", purpose, MAX_PENDING)
-        return None
     db.add(
         MailToken(
             digest=digest,
@@ -86,6 +67,16 @@ async def issue(db: AsyncSession, user: User, purpose: str) -> str | None:
     )
     await db.commit()
     return token
+
+
+async def within_mail_limit(purpose: str, email: str) -> bool:
+    """Count one mail of this purpose to this address; False past MAILS_PER_WINDOW."""
+    throttle = services().throttle
+    if not throttle.enabled:
+        return True
+    # Hashed, so counters (in Redis too) never hold the address in clear.
+    key = hashlib.sha256(f"{purpose}\x00{email.lower()}".encode()).hexdigest()[:32]
+    return await throttle.limiter.hit(MAIL_LIMIT, "mail", key)
 
 
 async def claim(db: AsyncSession, token: str, purpose: str) -> User:
@@ -162,24 +153,17 @@ async def verify_email(db: AsyncSession, token: str) -> User:
 
 
 async def send_verification(user: User) -> None:
-    """Mail the user a link that verifies their address."""
-    token = await issue(request_session(), user, VERIFY)
-    if token is not None:
-        await _post(user, VERIFY, token)
+    """Mail the user a link that verifies their address (in the background)."""
+    _schedule(VERIFY, user.email)
 
 
 async def send_reset(email: str) -> None:
-    """Mail a reset link if the address has an account; unknown addresses cost the same work."""
-    db = request_session()
-    user = await find_by_email(db, email)
-    if user is None:
-        new_token()  # what a real request computes; the mail itself goes out in the background
-        await pending_tokens(db, 0, RESET)
-        await db.commit()
-        return
-    token = await issue(db, user, RESET)
-    if token is not None:
-        await _post(user, RESET, token)
+    """Mail a reset link if the address has an account (in the background).
+
+    The request does the same for every address: look-up, token and mail all happen after the
+    response, so neither its body nor its timing tells whether the account exists.
+    """
+    _schedule(RESET, email)
 
 
 def link_base() -> str:
@@ -187,16 +171,41 @@ def link_base() -> str:
     return services().settings.public_url or request.host_url.rstrip("/")
 
 
-async def _post(user: User, purpose: str, token: str) -> None:
-    link = f"{link_base()}{PATHS[purpose]}?{urlencode({'token': token})}"
+def _schedule(purpose: str, email: str) -> None:
+    current_app.add_background_task(mail_job, purpose, email, link_base())
+
+
+async def mail_job(purpose: str, email: str, base_url: str) -> None:
+    """Issue a token for the account at `email` and mail it; failures are logged, not raised."""
+    try:
+        found = await _issue_for(purpose, email)
+        if found is not None:
+            await services().mailer.send(await _render(*found, purpose, base_url))
+    except Exception as exc:
+        # Never the mail itself: it holds the token.
+        log.warning("could not send the %s mail: %s: %s", purpose, type(exc).__name__, exc)
+
+
+async def _issue_for(purpose: str, email: str) -> tuple[User, str] | None:
+    async with current_app.extensions["db_sessions"]() as db:
+        user = await find_by_email(db, email)
+        if user is None or (purpose == VERIFY and user.email_verified):
+            return None
+        if not await within_mail_limit(purpose, user.email):
+            log.info("not sending another %s mail: the address had enough for now", purpose)
+            return None
+        return user, await issue(db, user, purpose)
+
+
+async def _render(user: User, token: str, purpose: str, base_url: str) -> Mail:
+    link = f"{base_url}{PATHS[purpose]}?{urlencode({'token': token})}"
     context = {"name": user.name, "link": link, "valid_for": _duration(LIFETIMES[purpose])}
-    mail = Mail(
+    return Mail(
         to=user.email,
         subject=SUBJECTS[purpose],
         text=await render_template(f"mail/{purpose}.txt", **context),
         html=await render_template(f"mail/{purpose}.html", **context),
     )
-    current_app.add_background_task(deliver, services().mailer, mail, purpose)
 
 
 def _duration(span: timedelta) -> str:
@@ -204,11 +213,3 @@ def _duration(span: timedelta) -> str:
     return (
         f"{minutes // 60} hours" if minutes % 60 == 0 and minutes >= 120 else f"{minutes} minutes"
     )
-
-
-async def deliver(mailer: Mailer, mail: Mail, purpose: str) -> None:
-    """Send one mail; a failure is logged (never the mail, which holds the token) and dropped."""
-    try:
-        await mailer.send(mail)
-    except Exception as exc:
-        log.warning("could not send the %s mail: %s: %s", purpose, type(exc).__name__, exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import re
@@ -32,7 +33,7 @@ from quart_auth_app.mail import parse_mail_url
 from quart_auth_app.models import MailToken, utcnow
 from quart_auth_app.testing import DEFAULT_PASSWORD, make_user, sign_in
 
-from .conftest import BROWSER, bearer
+from .conftest import BROWSER, bearer, reset_postgres
 
 SIGNUP = {"name": "Ann", "email": "ann@example.com", "password": "correct horse battery"}
 NEW_PASSWORD = "a brand new passphrase"
@@ -45,8 +46,10 @@ class Inbox:
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.raw: list[bytes] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.raw.append(envelope.original_content)
         message = message_from_bytes(envelope.content, policy=policy.default)
         assert isinstance(message, EmailMessage)
         self.messages.append(message)
@@ -76,6 +79,16 @@ def smtp_server(inbox: Inbox) -> Iterator[Controller]:
 @pytest.fixture
 def app_config(app_config: dict[str, Any], smtp_server: Controller) -> dict[str, Any]:
     return {**app_config, "MAIL_URL": f"smtp://127.0.0.1:{smtp_server.port}"}
+
+
+@contextlib.asynccontextmanager
+async def running(config: dict[str, Any]) -> AsyncIterator[Quart]:
+    """An app other than the fixture's, on a fresh database like the fixture's."""
+    if config["DATABASE_URL"].startswith("postgresql"):
+        await reset_postgres(config["DATABASE_URL"])
+    app = create_app(config)
+    async with app.test_app():
+        yield app
 
 
 async def settle(app: Quart) -> None:
@@ -153,6 +166,15 @@ async def test_signup_mails_a_link_that_verifies_the_address(
     assert (await me.get_json())["email_verified"] is True
 
 
+async def test_the_link_is_readable_in_the_raw_mail_even_for_non_ascii_names(
+    app: Quart, client: Any, inbox: Inbox
+) -> None:
+    assert (await client.post("/signup", json={**SIGNUP, "name": "Zoë Ødegård"})).status_code == 201
+    link = await only_link(app, inbox, "ann@example.com")
+    assert link.encode() in inbox.raw[0]
+    assert "Hello Zoë Ødegård," in text_of(inbox.messages[0])
+
+
 async def test_opening_the_link_in_a_browser_shows_a_page(
     app: Quart, client: Any, inbox: Inbox
 ) -> None:
@@ -224,8 +246,7 @@ async def test_a_changed_email_makes_old_verification_links_stale(
 async def test_required_verification_blocks_login_until_verified(
     app_config: dict[str, Any], inbox: Inbox
 ) -> None:
-    app = create_app({**app_config, "REQUIRE_VERIFIED_EMAIL": "true"})
-    async with app.test_app():
+    async with running({**app_config, "REQUIRE_VERIFIED_EMAIL": "true"}) as app:
         client = app.test_client()
         await client.post("/signup", json=SIGNUP)
         refused = await login(client, SIGNUP["password"])
@@ -434,8 +455,7 @@ async def test_mail_to_one_inbox_is_capped(
 
 
 async def test_forgot_is_throttled_per_client(app_config: dict[str, Any], user: Any) -> None:
-    app = create_app({**app_config, "AUTH_ATTEMPTS_PER_MINUTE": "2"})
-    async with app.test_app():
+    async with running({**app_config, "AUTH_ATTEMPTS_PER_MINUTE": "2"}) as app:
         client = app.test_client()
         for _ in range(2):
             assert (
@@ -447,8 +467,7 @@ async def test_forgot_is_throttled_per_client(app_config: dict[str, Any], user: 
 
 
 async def test_links_use_public_url(app_config: dict[str, Any], inbox: Inbox) -> None:
-    app = create_app({**app_config, "PUBLIC_URL": "https://auth.example.org/"})
-    async with app.test_app():
+    async with running({**app_config, "PUBLIC_URL": "https://auth.example.org/"}) as app:
         await app.test_client().post("/signup", json=SIGNUP)
         link = await only_link(app, inbox, "ann@example.com")
     assert link.startswith("https://auth.example.org/verify?token=")
@@ -460,8 +479,7 @@ async def test_links_use_public_url(app_config: dict[str, Any], inbox: Inbox) ->
 async def test_smtp_server_down_breaks_nothing(
     app_config: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = create_app({**app_config, "MAIL_URL": f"smtp://127.0.0.1:{free_port()}"})
-    async with app.test_app():
+    async with running({**app_config, "MAIL_URL": f"smtp://127.0.0.1:{free_port()}"}) as app:
         client = app.test_client()
         with caplog.at_level(logging.INFO, logger="quart_auth_app"):
             assert (await client.post("/signup", json=SIGNUP)).status_code == 201
@@ -482,8 +500,9 @@ async def test_a_slow_smtp_server_does_not_slow_the_request(
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    app = create_app({**app_config, "MAIL_URL": f"smtp://127.0.0.1:{port}", "MAIL_TIMEOUT": "1"})
-    async with app.test_app():
+    async with running(
+        {**app_config, "MAIL_URL": f"smtp://127.0.0.1:{port}", "MAIL_TIMEOUT": "1"}
+    ) as app:
         await make_user(app, email="ann@example.com")
         started = time.perf_counter()
         response = await app.test_client().post(
@@ -502,8 +521,7 @@ async def test_without_mail_url_the_mail_goes_to_the_log(
     app_config: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     config = {key: value for key, value in app_config.items() if key != "MAIL_URL"}
-    app = create_app(config)
-    async with app.test_app():
+    async with running(config) as app:
         client = app.test_client()
         with caplog.at_level(logging.INFO, logger="quart_auth_app"):
             assert (await client.post("/signup", json=SIGNUP)).status_code == 201
@@ -594,8 +612,7 @@ async def test_tls_and_login(
     app_config: dict[str, Any], inbox: Inbox, tls_files: tuple[Path, Path], tls_server: Any
 ) -> None:
     url, _ = tls_server
-    app = create_app({**app_config, "MAIL_URL": url, "MAIL_CA_FILE": str(tls_files[0])})
-    async with app.test_app():
+    async with running({**app_config, "MAIL_URL": url, "MAIL_CA_FILE": str(tls_files[0])}) as app:
         await app.test_client().post("/signup", json=SIGNUP)
         assert len(await mails_to(app, inbox, "ann@example.com")) == 1
 

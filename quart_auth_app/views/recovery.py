@@ -85,6 +85,7 @@ async def verify_link() -> ResponseReturnValue:
     if not token:
         return await render_template("verify_email.html", values={})
     g.form_template = "verify_email.html"  # a bad link re-renders this page with the message
+    await services().throttle.attempt("verify", caller_address())
     await mail_flows.verify_email(request_session(), token)
     if wants_html():
         return await render_template("verify_email.html", values={}, verified=True)
@@ -93,6 +94,7 @@ async def verify_link() -> ResponseReturnValue:
 
 @blueprint.post("/verify")
 async def verify() -> ResponseReturnValue:
+    await services().throttle.attempt("verify", caller_address())
     body = await form_input(VerifyEmailIn, "verify_email.html")
     await mail_flows.verify_email(request_session(), body.token)
     if wants_html():
