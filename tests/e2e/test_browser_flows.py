@@ -80,7 +80,7 @@ def test_dashboard_greets_by_name_as_text_with_httponly_cookies(
     assert welcome.locator("b, img").count() == 0
     assert page.locator("header .who").inner_text() == f"Signed in as {person.name}"
     assert dialogs == []
-    shot(page, "dashboard")
+    shot(page, "dashboard-html-in-name")
 
     cookies = cookies_by_name(context)
     for name in TOKEN_COOKIES:
@@ -125,6 +125,7 @@ def test_logout_sends_the_dashboard_back_to_login(page: Any, context: Any, perso
 
 def test_account_page_actions(browser: Any, server: Server, page: Any, person: Person) -> None:
     signed_up_and_in(page, person)
+    shot(page, "dashboard")
     other_device = browser.new_context(
         base_url=server.url, user_agent="Mozilla/5.0 (iPad) Firefox/128.0"
     )
