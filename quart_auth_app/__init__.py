@@ -12,7 +12,7 @@ from typing import Any
 
 from quart import Quart
 
-from . import db, openapi, security, services
+from . import db, mail_flows, openapi, security, services
 from .auth import token_required
 from .config import ConfigError, Settings, load_settings
 from .handlers import register_error_handlers
@@ -82,7 +82,8 @@ async def _cleanup_forever(app: Quart) -> None:
         with contextlib.suppress(Exception):
             async with app.extensions["db_sessions"]() as session:
                 for _ in range(CLEANUP_MAX_BATCHES):
-                    if await sessions.cleanup(session) == 0:
+                    gone = await sessions.cleanup(session) + await mail_flows.cleanup(session)
+                    if gone == 0:
                         break
 
 

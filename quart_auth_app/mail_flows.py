@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 from limits import RateLimitItemPerSecond
 from quart import current_app, render_template, request
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .errors import InvalidMailToken
@@ -39,6 +39,7 @@ PATHS = {RESET: "/password/reset", VERIFY: "/verify"}
 # Mails per address and purpose in 30 minutes: caps how much mail anyone can aim at one inbox.
 MAIL_LIMIT = RateLimitItemPerSecond(3, 1800)
 MAX_TOKEN_LENGTH = 256
+CLEANUP_BATCH = 500
 
 
 def binding(user: User, purpose: str) -> bytes:
@@ -114,6 +115,14 @@ async def consume(db: AsyncSession, token: str) -> None:
     if result.rowcount != 1:  # type: ignore[attr-defined]
         await db.rollback()
         raise InvalidMailToken()
+
+
+async def cleanup(db: AsyncSession) -> int:
+    """Delete one bounded batch of expired tokens; returns how many went."""
+    stale = select(MailToken.digest).where(MailToken.expires_at < utcnow()).limit(CLEANUP_BATCH)
+    result = await db.execute(delete(MailToken).where(MailToken.digest.in_(stale)))
+    await db.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def token_is_live(db: AsyncSession, token: str, purpose: str) -> bool:

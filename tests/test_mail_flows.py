@@ -27,7 +27,7 @@ from cryptography.x509.oid import NameOID
 from quart import Quart
 from sqlalchemy import update
 
-from quart_auth_app import create_app
+from quart_auth_app import create_app, mail_flows
 from quart_auth_app.config import ConfigError, load_settings
 from quart_auth_app.mail import parse_mail_url
 from quart_auth_app.models import MailToken, utcnow
@@ -360,6 +360,23 @@ async def test_expired_reset_token_is_refused(
     )
     assert response.status_code == 400
     assert await response.get_json() == INVALID
+
+
+async def test_expired_tokens_are_cleaned_up(
+    app: Quart, client: Any, inbox: Inbox, user: Any
+) -> None:
+    await reset_link(app, client, inbox)
+    await reset_link(app, client, inbox)
+    async with app.extensions["db_sessions"]() as db:
+        assert await mail_flows.cleanup(db) == 0
+        await db.execute(
+            update(MailToken)
+            .where(MailToken.purpose == "reset")
+            .values(expires_at=utcnow() - dt.timedelta(seconds=1))
+        )
+        await db.commit()
+        assert await mail_flows.cleanup(db) == 2
+        assert await mail_flows.cleanup(db) == 0
 
 
 async def test_reset_token_dies_when_the_password_changes(
