@@ -166,6 +166,11 @@ async def send_verification(user: User) -> None:
     _schedule(VERIFY, user.email)
 
 
+async def resend_verification(email: str) -> None:
+    """Mail a new verification link if the address has an unverified account (in the background)."""
+    _schedule(VERIFY, email)
+
+
 async def send_reset(email: str) -> None:
     """Mail a reset link if the address has an account (in the background).
 

@@ -155,6 +155,11 @@ class VerifyEmailIn(Input):
     token: Token
 
 
+class ResendVerificationIn(Input):
+    # Only for callers who cannot sign in yet (REQUIRE_VERIFIED_EMAIL); signed-in callers send nothing.
+    email: GivenEmail | None = None
+
+
 class MessageOut(BaseModel):
     message: str
 

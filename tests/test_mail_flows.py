@@ -220,6 +220,29 @@ async def test_verify_request_needs_a_login(client: Any) -> None:
     assert response.status_code == 401
 
 
+async def test_verify_request_by_email_when_not_signed_in(
+    app: Quart, client: Any, inbox: Inbox
+) -> None:
+    await make_user(app, email="una@example.com")
+    known = await client.post("/verify/request", json={"email": "UNA@example.com"})
+    unknown = await client.post("/verify/request", json={"email": "nobody@example.com"})
+    assert known.status_code == unknown.status_code == 202
+    assert await known.get_json() == await unknown.get_json()
+    link = await only_link(app, inbox, "una@example.com")
+    assert (await client.get(path_of(link))).status_code == 200
+    assert [message["To"] for message in inbox.messages] == ["una@example.com"]
+    page = await client.post("/verify/request", form={"email": "una@example.com"}, headers=BROWSER)
+    assert page.status_code == 302 and page.headers["Location"] == "/login"
+
+
+async def test_bad_credentials_are_not_ignored_by_verify_request(client: Any) -> None:
+    response = await client.post(
+        "/verify/request", json={"email": "x@example.com"}, headers=bearer("garbage")
+    )
+    assert response.status_code == 401
+    assert await response.get_json() == {"message": "Token is invalid!"}
+
+
 async def test_verified_accounts_get_no_new_link(app: Quart, client: Any, inbox: Inbox) -> None:
     user = await make_user(app, email="vera@example.com", verified=True)
     tokens = await sign_in(app, user)
@@ -252,7 +275,15 @@ async def test_required_verification_blocks_login_until_verified(
         refused = await login(client, SIGNUP["password"])
         assert refused.status_code == 403
         assert "verify your email" in (await refused.get_json())["message"]
-        link = await only_link(app, inbox, "ann@example.com")
+        first = await only_link(app, inbox, "ann@example.com")
+        async with app.extensions["db_sessions"]() as db:
+            await db.execute(update(MailToken).values(expires_at=utcnow()))
+            await db.commit()
+        assert (await client.get(path_of(first))).status_code == 400
+        # Locked out of login, the user asks for a new link by naming the address.
+        resent = await client.post("/verify/request", json={"email": "ann@example.com"})
+        assert resent.status_code == 202
+        link = link_in((await mails_to(app, inbox, "ann@example.com"))[-1])
         assert (await client.get(path_of(link))).status_code == 200
         assert (await login(client, SIGNUP["password"])).status_code == 200
 

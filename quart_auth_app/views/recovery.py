@@ -6,12 +6,19 @@ from quart import Blueprint, flash, g, jsonify, redirect, render_template, reque
 from quart.typing import ResponseReturnValue
 
 from .. import mail_flows
-from ..auth import clear_auth_cookies, token_required
+from ..auth import authenticate_request, clear_auth_cookies
 from ..db import request_session
-from ..errors import InvalidMailToken
+from ..errors import InvalidMailToken, TokenInvalid, TokenMissing
 from ..models import User
 from ..negotiation import wants_html
-from ..schemas import ForgotPasswordIn, MessageOut, ResetPasswordIn, VerifyEmailIn, check_email
+from ..schemas import (
+    ForgotPasswordIn,
+    MessageOut,
+    ResendVerificationIn,
+    ResetPasswordIn,
+    VerifyEmailIn,
+    check_email,
+)
 from ..services import services
 from .forms import caller_address, form_input, model_json, no_content
 
@@ -25,6 +32,9 @@ RESET_DONE = "Your password has been changed. Please log in with the new one."
 VERIFIED = "Your email address is verified."
 VERIFY_SENT = "We have sent you a new verification link."
 ALREADY_VERIFIED = "Your email address is already verified."
+VERIFY_RESENT = (
+    "If that address has an account waiting for verification, we have sent it a new link."
+)
 
 
 @blueprint.get("/password/forgot")
@@ -103,9 +113,11 @@ async def verify() -> ResponseReturnValue:
 
 
 @blueprint.post("/verify/request")
-@token_required
-async def request_verification(user: User) -> ResponseReturnValue:
+async def request_verification() -> ResponseReturnValue:
     await services().throttle.attempt("verify", caller_address())
+    user = await _caller()
+    if user is None:
+        return await _resend_by_email()
     message = ALREADY_VERIFIED if user.email_verified else VERIFY_SENT
     if not user.email_verified:
         await mail_flows.send_verification(user)
@@ -113,3 +125,28 @@ async def request_verification(user: User) -> ResponseReturnValue:
         await flash(message, "success")
         return redirect("/dashboard")
     return model_json(MessageOut(message=message), 202)
+
+
+async def _caller() -> User | None:
+    """The signed-in caller; None when no credentials came at all (bad ones still answer 401)."""
+    g.protected_page = True
+    try:
+        user, _ = await authenticate_request()
+    except TokenInvalid:
+        raise
+    except TokenMissing:
+        return None
+    return user
+
+
+async def _resend_by_email() -> ResponseReturnValue:
+    # Someone who may not log in before verifying (REQUIRE_VERIFIED_EMAIL) names their address;
+    # the answer is the same whether or not it has an account, as for a forgotten password.
+    body = await form_input(ResendVerificationIn, "verify_email.html")
+    if body.email is None:
+        raise TokenMissing()
+    await mail_flows.resend_verification(_normalised(body.email))
+    if wants_html():
+        await flash(VERIFY_RESENT, "success")
+        return redirect("/login")
+    return model_json(MessageOut(message=VERIFY_RESENT), 202)
