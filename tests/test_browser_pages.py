@@ -237,3 +237,24 @@ def test_device_labels() -> None:
     )
     assert device_label("curl/8.5.0") == "curl"
     assert device_label(None) == "Unknown device"
+
+
+async def test_dashboard_offers_the_verification_link_until_verified(app: Quart) -> None:
+    unverified = await make_user(app, name="Una")
+    page = await page_text(
+        await (await browser_for(app, unverified)).get("/dashboard", headers=BROWSER)
+    )
+    assert 'action="/verify/request"' in page and "not verified yet" in page
+    verified = await make_user(app, name="Vera", verified=True)
+    page = await page_text(
+        await (await browser_for(app, verified)).get("/dashboard", headers=BROWSER)
+    )
+    assert 'action="/verify/request"' not in page and ">verified<" in page
+
+
+async def test_resending_the_verification_link_from_the_dashboard(app: Quart, user: Any) -> None:
+    browser = await browser_for(app, user)
+    response = await browser.post("/verify/request", headers=FORM_POST)
+    assert response.headers["Location"] == "/dashboard"
+    page = await follow(browser, response)
+    assert 'class="notice success"' in page

@@ -44,13 +44,14 @@ def server_env(tmp: Path, **extra: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running_server(server_env(tmp_path_factory.mktemp("e2e"))) as running:
         yield running
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's own event loop is gone before pytest-asyncio's tests run.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium to run browser tests")
