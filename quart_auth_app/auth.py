@@ -46,19 +46,25 @@ async def _resolve() -> tuple[User, Claims]:
     if header is not None:
         if not header:
             raise TokenInvalid()
-        return await services().sessions.user_for_access(request_session(), header)
+        return await _user_for(header)
     cookie = request.cookies.get(ACCESS_COOKIE)
     refresh = request.cookies.get(REFRESH_COOKIE)
     if not cookie and not refresh:
         raise TokenMissing()
     if cookie:
         try:
-            return await services().sessions.user_for_access(request_session(), cookie)
+            return await _user_for(cookie)
         except TokenInvalid:
             if not refresh:
                 raise
     assert refresh is not None
     return await _renew(refresh)
+
+
+async def _user_for(token: str) -> tuple[User, Claims]:
+    sessions = services().sessions
+    # While serving, the check has its own connection: no ORM session is opened for it.
+    return await sessions.user_for_access(None if sessions.lookup else request_session(), token)
 
 
 async def _renew(refresh: str) -> tuple[User, Claims]:

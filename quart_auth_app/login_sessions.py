@@ -11,6 +11,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .errors import RefreshRaced, TokenInvalid
+from .live_user import LiveUserLookup
 from .models import LoginSession, RefreshToken, User, utcnow
 from .revocation import RevocationList
 from .tokens import Claims, InvalidToken, TokenService, token_digest
@@ -55,6 +56,8 @@ class SessionService:
         self.tokens = tokens
         self.revocations = revocations
         self.grace = timedelta(seconds=grace_seconds)
+        # Set while the app serves (services.init_app): the access check's fast path.
+        self.lookup: LiveUserLookup | None = None
 
     async def start(
         self, db: AsyncSession, user: User, user_agent: str | None, client_address: str | None
@@ -101,10 +104,17 @@ class SessionService:
         await db.commit()
         return Rotated(user, pair)
 
-    async def user_for_access(self, db: AsyncSession, token: str) -> tuple[User, Claims]:
+    async def user_for_access(self, db: AsyncSession | None, token: str) -> tuple[User, Claims]:
         """The user behind a valid, unrevoked access token, else TokenInvalid."""
         claims = self._verify(token, "access")
-        user = await self._live_user(db, claims)
+        if self.lookup is None:
+            assert db is not None, "outside serving there is no lookup: pass a session"
+            user = await self._live_user(db, claims)
+        elif await self.revocations.is_revoked(claims.session_id):
+            user = None
+        else:
+            # The hot path: one Core round trip on the lookup's own connection, no ORM session.
+            user = await self.lookup.find(claims.session_id, claims.public_id)
         if user is None:
             raise TokenInvalid()
         return user, claims

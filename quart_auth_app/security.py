@@ -64,4 +64,7 @@ def init_app(app: Quart) -> None:
         if cross_origin_refused():
             raise Forbidden("Cross-origin request refused")
 
-    app.after_request(add_security_headers)
+    @app.after_request
+    async def security_headers(response: Response) -> Response:
+        # Async on purpose: Quart runs a sync hook in a thread pool, a hop on every response.
+        return add_security_headers(response)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from quart import Quart, current_app
 from redis.asyncio import Redis
 
+from . import live_user
 from .config import Settings
 from .login_sessions import SessionService
 from .mail import Mailer, build_mailer
@@ -61,8 +62,16 @@ def init_app(app: Quart, services: Services) -> None:
     """Keep the services on the app and release them at shutdown."""
     app.extensions["services"] = services
 
+    @app.before_serving
+    async def open_lookup() -> None:
+        # Registered after db.init_app, so the engine exists by now.
+        services.sessions.lookup = live_user.open_lookup(app.extensions["db_engine"])
+
     @app.after_serving
     async def close_services() -> None:
+        lookup, services.sessions.lookup = services.sessions.lookup, None
+        if lookup is not None:
+            await lookup.close()
         services.hasher.close()
         if services.redis is not None:
             await services.redis.aclose()

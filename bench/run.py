@@ -1,0 +1,522 @@
+"""Benchmark quart_auth_app under hypercorn with wrk, and check the six targets of issue 9.
+
+    .venv/bin/python bench/run.py            # full run: 3 rounds x 10 s, c = 16, 64, 256
+    .venv/bin/python bench/run.py --quick    # one short round, to try things
+
+Servers run pinned to one CPU (taskset, when available), wrk on another. Every figure is the
+median of alternating rounds; ratios are taken inside one round, so a noisy machine shifts the
+absolute numbers more than the ratios. See docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+LUA = BENCH / "lua" / "requests.lua"
+TUTORIAL_VENV = BENCH / ".venv-tutorial"
+SECRET = "benchmark-secret-key-0123456789abcdefghijklmnop"
+PASSWORD = "benchmark passphrase"  # as in bench/seed.py
+WRK_THREADS = 2
+MEMORY_LIMIT_MB = 150
+
+ARGON2_SETTINGS = [  # (memory KiB, time cost, parallelism): OWASP's list, then a "strong" one
+    (19_456, 2, 1),
+    (12_288, 3, 1),
+    (47_104, 1, 1),
+    (65_536, 3, 4),
+]
+
+ARGON2_RATE = """
+import sys, time
+from passlib.context import CryptContext
+m, t, p, seconds = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+ctx = CryptContext(schemes=["argon2"], argon2__type="ID", argon2__memory_cost=m,
+                   argon2__rounds=t, argon2__parallelism=p)
+stored = ctx.hash("benchmark passphrase")
+done, start = 0, time.perf_counter()
+while time.perf_counter() - start < seconds:
+    ctx.verify("benchmark passphrase", stored)
+    done += 1
+print(done / (time.perf_counter() - start))
+"""
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median taken)")
+    parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
+    parser.add_argument("--concurrency", default="16,64,256", help="comma-separated connections")
+    parser.add_argument("--login-concurrency", type=int, default=16)
+    parser.add_argument("--flood-concurrency", type=int, default=16)
+    parser.add_argument("--users", type=int, default=10_000, help="users in the database")
+    parser.add_argument("--quick", action="store_true", help="1 round of 3 s at c=64,256")
+    parser.add_argument("--skip-tutorial", action="store_true", help="no Flask comparison")
+    parser.add_argument("--argon2-table", action="store_true", help="rate per argon2 setting")
+    parser.add_argument("--server-cpu", default="0")
+    parser.add_argument("--client-cpu", default="1")
+    parser.add_argument("--json", type=Path, default=BENCH / "results" / "latest.json")
+    parser.add_argument("--chart", type=Path, default=BENCH / "results" / "latest.png")
+    parser.add_argument("--keep", action="store_true", help="leave servers up (for py-spy)")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.duration, args.concurrency = 1, 3.0, "64,256"
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    if 64 not in args.concurrency:
+        parser.error("--concurrency must include 64 (the targets are stated at c=64)")
+    return args
+
+
+# ---------------------------------------------------------------- processes
+
+
+def pinned(cpu: str, command: list[str]) -> list[str]:
+    """Prefix a command with taskset when the machine has it."""
+    return ["taskset", "-c", cpu, *command] if shutil.which("taskset") and cpu else command
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    """One server process (hypercorn or gunicorn) with its port and log."""
+
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+    def worker_pids(self) -> list[int]:
+        """The server's child processes (hypercorn and gunicorn both fork workers)."""
+        pids: list[int] = []
+        for task in Path(f"/proc/{self.process.pid}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                pids += [int(p) for p in (task / "children").read_text().split()]
+        return pids
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def start_server(
+    name: str, command: list[str], env: dict[str, str], cwd: Path, logs: Path, probe: str
+) -> Server:
+    port = free_port()
+    command = [part.replace("{port}", str(port)) for part in command]
+    log = (logs / f"{name}.log").open("wb")
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = Server(name, port, process)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{name} exited at start; see {logs / f'{name}.log'}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{probe}", timeout=2):
+                return server
+        except urllib.error.HTTPError:
+            return server  # any HTTP answer means it is serving
+        except OSError:
+            pass
+        time.sleep(0.3)
+    server.stop()
+    raise SystemExit(f"{name} did not answer {probe} within 60 s")
+
+
+def rss_mb(pid: int) -> float:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class MemoryWatch(threading.Thread):
+    """Samples the resident memory of a server's workers twice a second; keeps the peak."""
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(daemon=True)
+        self.server, self.peak, self.last = server, 0.0, 0.0
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(0.5):
+            self.last = max((rss_mb(pid) for pid in self.server.worker_pids()), default=0.0)
+            self.peak = max(self.peak, self.last)
+
+
+# ---------------------------------------------------------------- wrk
+
+
+def wrk(
+    port: int,
+    connections: int,
+    duration: float,
+    script_args: list[str],
+    *,
+    cpu: str,
+    timeout: float = 2.0,
+) -> subprocess.Popen[str]:
+    threads = min(WRK_THREADS, connections)
+    command = [
+        "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration:.0f}s",
+        "--timeout", f"{timeout:.0f}s", "-s", str(LUA), f"http://127.0.0.1:{port}",
+        "--", script_args[0], str(threads), *script_args[1:],
+    ]  # fmt: skip
+    return subprocess.Popen(pinned(cpu, command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+
+
+def wrk_result(process: subprocess.Popen[str]) -> dict[str, Any]:
+    output, _ = process.communicate()
+    for line in output.splitlines():
+        if line.startswith("BENCH_JSON "):
+            raw = json.loads(line.removeprefix("BENCH_JSON "))
+            seconds = raw["duration_us"] / 1e6
+            errors = sum(raw[k] for k in ("connect", "read", "write", "status", "timeout"))
+            return {
+                "rps": raw["requests"] / seconds,
+                "requests": raw["requests"],
+                "p50_ms": raw["p50_us"] / 1000,
+                "p99_ms": raw["p99_us"] / 1000,
+                "max_ms": raw["max_us"] / 1000,
+                "errors": errors,
+                "timeouts": raw["timeout"],
+                "non_2xx": raw["status"],
+            }
+    raise RuntimeError(f"wrk gave no summary:\n{output}")
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    work: Path
+    env: dict[str, str]
+    servers: dict[str, Server] = field(default_factory=dict)
+    results: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    app_requests: int = 0
+    refresh_estimate: float = 3000.0
+
+    def record(self, key: str, round_no: int, result: dict[str, Any]) -> dict[str, Any]:
+        result["round"] = round_no
+        self.results.setdefault(key, []).append(result)
+        return result
+
+    def run_wrk(self, server: str, conc: int, script: list[str], **kw: Any) -> dict[str, Any]:
+        cpu = kw.pop("cpu", self.args.client_cpu)
+        result = wrk_result(
+            wrk(self.servers[server].port, conc, self.args.duration, script, cpu=cpu, **kw)
+        )
+        if server == "app":
+            self.app_requests += result["requests"]
+        return result
+
+    def seed(self, *command: str) -> None:
+        subprocess.run(
+            pinned(self.args.client_cpu, [sys.executable, str(BENCH / "seed.py"), *command]),
+            env=self.env, cwd=ROOT, check=True,
+        )  # fmt: skip
+
+    def argon2_rate(self, m: int, t: int, p: int, seconds: float) -> float:
+        command = [sys.executable, "-c", ARGON2_RATE, str(m), str(t), str(p), str(seconds)]
+        out = subprocess.run(pinned(self.args.server_cpu, command), capture_output=True, text=True,
+                             check=True, env=self.env)  # fmt: skip
+        return float(out.stdout.strip())
+
+    def one_round(self, r: int) -> None:
+        users = str(self.work / "users.tsv")
+        for c in self.args.concurrency:
+            say(f"round {r + 1}: c={c}: bare, /dashboard, /me, /token/refresh")
+            bare = self.record(f"bare@{c}", r, self.run_wrk("bare", c, ["plain", "/bare"]))
+            for name, path in (("dashboard", "/dashboard"), ("me", "/me")):
+                result = self.run_wrk("app", c, ["bearer", users, path])
+                result["ratio"] = result["rps"] / bare["rps"]
+                self.record(f"{name}@{c}", r, result)
+            self.record(f"refresh@{c}", r, self.refresh_run(c, bare["rps"]))
+        self.login_runs(r, users)
+        if not self.args.skip_tutorial:
+            say(f"round {r + 1}: machine-wide, shipped hypercorn.toml vs tutorial on gunicorn")
+            for name in ("machine", "tutorial"):
+                script = ["bearer", users, "/dashboard"]
+                if name == "tutorial":
+                    script = ["cookie", str(self.work / "tutorial_tokens.txt"), "/dashboard"]
+                self.record(f"{name}@64", r, self.run_wrk(name, 64, script, cpu=""))
+
+    def refresh_run(self, c: int, ceiling: float) -> dict[str, Any]:
+        needed = int(self.refresh_estimate * self.args.duration * 1.5) + 1000
+        pool = self.work / "refresh.txt"
+        self.seed("refresh", str(needed), str(pool))
+        result = self.run_wrk("app", c, ["refresh", str(pool)])
+        result["ratio"] = result["rps"] / ceiling
+        result["pool"] = needed
+        self.refresh_estimate = max(self.refresh_estimate, result["rps"])
+        return result
+
+    def login_runs(self, r: int, users: str) -> None:
+        say(f"round {r + 1}: argon2 verify rate, POST /login, /dashboard under a login flood")
+        m, t, p = self.argon2_params()
+        rate = self.argon2_rate(m, t, p, min(self.args.duration, 5))
+        self.record("argon2", r, {"rps": rate, "params": [m, t, p]})
+        login = self.run_wrk("app", self.args.login_concurrency, ["login", users, PASSWORD],
+                             timeout=30)  # fmt: skip
+        login["ratio_to_argon2"] = login["rps"] / rate
+        self.record(f"login@{self.args.login_concurrency}", r, login)
+        quiet = self.run_wrk("app", 64, ["bearer", users, "/dashboard"])
+        flood = wrk(self.servers["app"].port, self.args.flood_concurrency,
+                    self.args.duration + 3, ["login", users, PASSWORD],
+                    cpu=self.args.client_cpu, timeout=30)  # fmt: skip
+        time.sleep(1.5)  # let the flood fill the hash pool first
+        loaded = self.run_wrk("app", 64, ["bearer", users, "/dashboard"])
+        flood_result = wrk_result(flood)
+        self.app_requests += flood_result["requests"]
+        loaded["ratio_to_unloaded"] = loaded["rps"] / quiet["rps"]
+        loaded["flood"] = flood_result
+        self.record("dashboard_quiet@64", r, quiet)
+        self.record("dashboard_flood@64", r, loaded)
+
+    def argon2_params(self) -> tuple[int, int, int]:
+        code = ("from quart_auth_app.config import load_settings as l; s = l(); "
+                "print(s.argon2_memory_cost, s.argon2_time_cost, s.argon2_parallelism)")  # fmt: skip
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True, env=self.env, cwd=ROOT)  # fmt: skip
+        m, t, p = (int(x) for x in out.stdout.split()[-3:])
+        return m, t, p
+
+
+def say(message: str) -> None:
+    print(f"[{datetime.now():%H:%M:%S}] {message}", flush=True)
+
+
+def start_all(bench: Bench) -> None:
+    args, work, env = bench.args, bench.work, bench.env
+    hypercorn = [sys.executable, "-m", "hypercorn", "--config", str(ROOT / "hypercorn.toml"),
+                 "--bind", "127.0.0.1:{port}"]  # fmt: skip
+    one = [*hypercorn, "--workers", "1"]
+    bench.servers["bare"] = start_server(
+        "bare", pinned(args.server_cpu, [*one, "bare_app:app"]), env, BENCH, work, "/bare"
+    )
+    bench.servers["app"] = start_server(
+        "app", pinned(args.server_cpu, [*one, "quart_auth_app:app"]), env, ROOT, work, "/healthz"
+    )
+    if args.skip_tutorial:
+        return
+    bench.servers["machine"] = start_server(
+        "machine", [*hypercorn, "quart_auth_app:app"], env, ROOT, work, "/healthz"
+    )
+    tutorial_python = TUTORIAL_VENV / "bin" / "python"
+    if not tutorial_python.exists():
+        raise SystemExit(
+            "the Flask tutorial comparison needs its own venv:\n"
+            f"  python3 -m venv {TUTORIAL_VENV} && {TUTORIAL_VENV}/bin/pip install "
+            "flask flask-sqlalchemy gunicorn pyjwt\n(or pass --skip-tutorial)"
+        )
+    tut_env = {**env, "TUTORIAL_DATABASE_URL": f"sqlite:///{work / 'tutorial.db'}"}
+    tokens = subprocess.run([str(tutorial_python), "tutorial_app.py", "seed", str(args.users)],
+                            cwd=BENCH, env=tut_env, capture_output=True, text=True, check=True)  # fmt: skip
+    (work / "tutorial_tokens.txt").write_text("\n".join(tokens.stdout.split()[:256]) + "\n")
+    workers = str(shipped_workers())
+    gunicorn = [str(TUTORIAL_VENV / "bin" / "gunicorn"), "--workers", workers,
+                "--worker-class", "sync", "--bind", "127.0.0.1:{port}", "tutorial_app:app"]  # fmt: skip
+    bench.servers["tutorial"] = start_server(
+        "tutorial", gunicorn, tut_env, BENCH, work, "/dashboard"
+    )
+
+
+def shipped_workers() -> int:
+    import tomllib
+
+    return int(tomllib.loads((ROOT / "hypercorn.toml").read_text()).get("workers", 1))
+
+
+# ---------------------------------------------------------------- summary
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def summarise(bench: Bench, peak_rss: float) -> dict[str, Any]:
+    res, args = bench.results, bench.args
+    rows = []
+    for key, runs in res.items():
+        if key == "argon2":
+            continue
+        rows.append({
+            "scenario": key.split("@")[0], "concurrency": int(key.split("@")[1]),
+            "rps": median([x["rps"] for x in runs]), "p50_ms": median([x["p50_ms"] for x in runs]),
+            "p99_ms": median([x["p99_ms"] for x in runs]),
+            "ratio": median([x["ratio"] for x in runs if "ratio" in x]),
+            "errors": sum(x["errors"] for x in runs),
+        })  # fmt: skip
+    by_round = lambda key: {x["round"]: x for x in res.get(key, [])}  # noqa: E731
+    dash64, dash256 = by_round("dashboard@64"), by_round("dashboard@256")
+    argon2 = median([x["rps"] for x in res["argon2"]])
+    login = res[f"login@{args.login_concurrency}"]
+    flood = res["dashboard_flood@64"]
+    targets = []
+
+    t1 = median([x["ratio"] for x in dash64.values()])
+    targets.append(("1", "GET /dashboard / bare ceiling at c64", f"{t1:.0%}", ">= 50%", t1 >= 0.5))
+    t2 = median([x["ratio_to_argon2"] for x in login])
+    targets.append(("2", "POST /login / raw argon2 verify rate", f"{t2:.0%}", ">= 85%", t2 >= 0.85))
+    t3 = median([x["ratio_to_unloaded"] for x in flood])
+    flood_errors = sum(x["errors"] + x["flood"]["errors"] for x in flood)
+    targets.append(("3", "GET /dashboard under login flood / unloaded",
+                    f"{t3:.0%}, {flood_errors} errors", ">= 50%, 0 errors",
+                    t3 >= 0.5 and flood_errors == 0))  # fmt: skip
+    if dash256:
+        t4 = median([dash256[r]["p99_ms"] / dash64[r]["p99_ms"] for r in dash256 if r in dash64])
+        e4 = sum(x["errors"] for x in dash256.values())
+        targets.append(("4", "c256: p99 / p99 at c64, errors", f"{t4:.1f}x, {e4} errors",
+                        "<= 4x, 0 errors", t4 <= 4 and e4 == 0))  # fmt: skip
+    if "machine@64" in res:
+        mine = median([x["rps"] for x in res["machine@64"]])
+        theirs = median([x["rps"] for x in res["tutorial@64"]])
+        targets.append(("5", f"machine-wide /dashboard, {shipped_workers()} workers vs tutorial",
+                        f"{mine:.0f} vs {theirs:.0f} req/s", "beats it", mine > theirs))  # fmt: skip
+    enough = args.users >= 10_000 and bench.app_requests >= 100_000
+    targets.append(("6", f"worker RSS peak ({args.users} users, {bench.app_requests} requests)",
+                    f"{peak_rss:.0f} MB", f"< {MEMORY_LIMIT_MB} MB" + ("" if enough else
+                    " (needs 10k users, 100k requests)"), peak_rss < MEMORY_LIMIT_MB and enough))  # fmt: skip
+    return {"rows": rows, "argon2_verify_per_s": argon2, "targets": targets}
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    print(f"\n{'scenario':<18}{'c':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'x ceiling':>11}"
+          f"{'errors':>8}")  # fmt: skip
+    for row in sorted(summary["rows"], key=lambda r: (r["scenario"], r["concurrency"])):
+        ratio = "" if row["ratio"] != row["ratio"] else f"{row['ratio']:.0%}"
+        print(f"{row['scenario']:<18}{row['concurrency']:>5}{row['rps']:>10.0f}"
+              f"{row['p50_ms']:>9.1f}{row['p99_ms']:>9.1f}{ratio:>11}{row['errors']:>8}")  # fmt: skip
+    print(f"\nraw argon2id verify, one process on the server CPU: "
+          f"{summary['argon2_verify_per_s']:.1f}/s\n")  # fmt: skip
+    for number, what, value, goal, met in summary["targets"]:
+        print(f"target {number}: {what}: {value} (goal {goal}) -> {'MET' if met else 'NOT MET'}")
+
+
+def draw_chart(summary: dict[str, Any], path: Path, note: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("no chart: install matplotlib (pip install -e '.[bench]')")
+        return
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    labels = {"bare": "bare route (ceiling)", "dashboard": "GET /dashboard", "me": "GET /me",
+              "refresh": "POST /token/refresh", "login": "POST /login",
+              "dashboard_flood": "GET /dashboard + login flood"}  # fmt: skip
+    for scenario, label in labels.items():
+        rows = sorted((r for r in summary["rows"] if r["scenario"] == scenario),
+                      key=lambda r: r["concurrency"])  # fmt: skip
+        if rows:
+            ax.plot([r["concurrency"] for r in rows], [r["rps"] for r in rows], "o-", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("concurrent connections (wrk)")
+    ax.set_ylabel("requests per second (median)")
+    ax.set_title(f"quart_auth_app, one hypercorn worker on one CPU\n{note}", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"chart: {path}")
+
+
+def argon2_table(bench: Bench, login_ratio: float) -> list[dict[str, Any]]:
+    table = []
+    for m, t, p in ARGON2_SETTINGS:
+        rate = bench.argon2_rate(m, t, p, 4)
+        table.append({"memory_kib": m, "time_cost": t, "parallelism": p, "verify_per_s": rate,
+                      "login_per_s_estimate": rate * login_ratio})  # fmt: skip
+        print(f"argon2id m={m // 1024} MiB t={t} p={p}: {rate:.1f} verify/s, "
+              f"~{rate * login_ratio:.1f} logins/s per core")  # fmt: skip
+    return table
+
+
+@contextlib.contextmanager
+def servers_up(bench: Bench) -> Iterator[None]:
+    try:
+        start_all(bench)
+        yield
+    finally:
+        if not bench.args.keep:
+            for server in bench.servers.values():
+                server.stop()
+
+
+def main() -> None:
+    args = parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: sudo apt-get install -y wrk (Debian/Ubuntu)")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    work = BENCH / "results" / f"run-{stamp}"
+    work.mkdir(parents=True)
+    env = {**os.environ, "SECRET_KEY": SECRET, "INSTANCE_PATH": str(work / "instance"),
+           "DATABASE_URL": f"sqlite+aiosqlite:///{work / 'app.db'}",
+           "RATE_LIMIT_ENABLED": "false", "PYTHONPATH": str(ROOT)}  # fmt: skip
+    bench = Bench(args, work, env)
+    say(f"seeding {args.users} users into {work / 'app.db'}")
+    bench.seed("users", str(args.users), str(work / "users.tsv"))
+    with servers_up(bench):
+        watch = MemoryWatch(bench.servers["app"])
+        watch.start()
+        for r in range(args.rounds):
+            bench.one_round(r)
+        while not args.quick and bench.app_requests < 100_000:
+            say(f"topping up to 100,000 requests ({bench.app_requests} so far)")
+            bench.run_wrk("app", 64, ["bearer", str(work / "users.tsv"), "/dashboard"])
+        time.sleep(1)
+        watch.stopping.set()
+        summary = summarise(bench, max(watch.peak, watch.last))
+        if args.argon2_table:
+            logins = bench.results[f"login@{args.login_concurrency}"]
+            ratio = median([x["ratio_to_argon2"] for x in logins])
+            summary["argon2_table"] = argon2_table(bench, ratio)
+    note = (f"{stamp}, {args.rounds} round(s) x {args.duration:.0f} s, "
+            f"server on CPU {args.server_cpu}, wrk on CPU {args.client_cpu}")  # fmt: skip
+    print_summary(summary)
+    output = {"when": stamp, "conditions": note, "args": {k: str(v) for k, v in vars(args).items()},
+              "summary": summary, "runs": bench.results, "peak_rss_mb": watch.peak,
+              "app_requests": bench.app_requests}  # fmt: skip
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(output, indent=2, default=str))
+    (work / "results.json").write_text(json.dumps(output, indent=2, default=str))
+    print(f"results: {args.json}")
+    draw_chart(summary, args.chart, note)
+
+
+if __name__ == "__main__":
+    main()
