@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,15 +22,56 @@ import pytest
 from quart.typing import TestClientProtocol as Client
 from redis import Redis
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from quart_auth_app.config import load_settings
 from quart_auth_app.db import asyncpg_arguments, create_engine
-from quart_auth_app.models import Base
 from quart_auth_app.testing import DEFAULT_PASSWORD, SignedIn
 
-from .conftest import TEST_DATABASE_URL, TEST_REDIS_URL, bearer
-from .servers import FAST_HASHING, Server, start_server
+from .conftest import BACKENDS, TEST_DATABASE_URL, TEST_REDIS_URL, bearer
+from .servers import FAST_HASHING, Server, child_environment, start_server
+
+# Other test runs share TEST_DATABASE_URL's database; this module uses databases of its own.
+
+
+@contextmanager
+def own_database(prefix: str) -> Iterator[str]:
+    """A fresh PostgreSQL database beside TEST_DATABASE_URL's, dropped afterwards."""
+    assert TEST_DATABASE_URL is not None
+    url = make_url(TEST_DATABASE_URL)
+    name = f"{prefix}_{os.getpid()}"
+    admin = url.set(drivername="postgresql", database="postgres").render_as_string(False)
+    asyncio.run(
+        _admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
+    )
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _admin(admin_url: str, *statements: str) -> None:
+    connection = await asyncpg.connect(admin_url)
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="module")
+def private_postgres() -> Iterator[str]:
+    with own_database("qaa_scale_app") as url:
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """As conftest's, but PostgreSQL tests here get this module's own database."""
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("private_postgres")
+        return url
+    return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+
 
 # --- Text PostgreSQL refuses (NUL, lone surrogates) is a validation error on every backend. ---
 
@@ -194,43 +238,31 @@ class Cluster:
         return [self.a, self.b, self.workers2]
 
 
-async def _create_database(admin_url: str, name: str) -> None:
-    connection = await asyncpg.connect(admin_url)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-
-
-async def _drop_database(admin_url: str, name: str) -> None:
-    connection = await asyncpg.connect(admin_url)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
-
-
-async def _create_schema(url: str) -> None:
+def _migrate_from_two_hosts(url: str, instance: Path) -> None:
+    """`quart-auth-app db upgrade`, as two deploy jobs might run it at the same moment."""
     # PostgreSQL deployments create the schema before starting the app (it never does on PG).
-    engine = create_async_engine(url)
-    async with engine.begin() as connection:
-        await connection.run_sync(Base.metadata.create_all)
-    await engine.dispose()
+    script = Path(sys.executable).with_name("quart-auth-app")
+    env = child_environment({"DATABASE_URL": url, "INSTANCE_PATH": str(instance)})
+    jobs = [
+        subprocess.Popen(
+            [str(script), "db", "upgrade"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(2)
+    ]
+    for job in jobs:
+        output, _ = job.communicate(timeout=120)
+        assert job.returncode == 0, output.decode(errors="replace")
 
 
 @pytest.fixture(scope="module")
-def scale_database() -> Iterator[str]:
-    """A database of this module's own, so concurrent PostgreSQL tests never interfere."""
-    assert TEST_DATABASE_URL is not None
-    url = make_url(TEST_DATABASE_URL)
-    name = f"qaa_scale_{os.getpid()}"
-    admin = url.set(drivername="postgresql", database="postgres").render_as_string(False)
-    asyncio.run(_create_database(admin, name))
-    own = url.set(database=name).render_as_string(hide_password=False)
-    asyncio.run(_create_schema(own))
-    yield own
-    asyncio.run(_drop_database(admin, name))
+def scale_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The instances' database, schema made by the CLI as a PostgreSQL deployment does."""
+    with own_database("qaa_scale") as url:
+        _migrate_from_two_hosts(url, tmp_path_factory.mktemp("migrate"))
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +292,11 @@ def cluster(scale_database: str, tmp_path_factory: pytest.TempPathFactory) -> It
                 pool.submit(start_server, env("b")),
                 pool.submit(start_server, env("w2"), workers=2),
             ]
-            servers = [future.result() for future in futures]
+            for future in futures:
+                if future.exception() is None:
+                    servers.append(future.result())
+            for future in futures:
+                future.result()  # re-raises a start-up failure, after collecting the others
         yield Cluster(*servers)
     finally:
         for server in servers:
@@ -382,3 +418,12 @@ def test_two_worker_instance_serves_from_both_workers(cluster: Cluster) -> None:
     assert set(statuses) == {200}
     assert len(cluster.workers2.worker_pids()) == 2
     assert all(server.alive() for server in cluster.all)
+
+
+@needs_both
+def test_no_instance_logged_an_error(cluster: Cluster) -> None:
+    # Runs last: everything above happened without a crash or an unhandled error anywhere.
+    for server in cluster.all:
+        assert server.alive()
+        assert "Traceback" not in server.log()
+        assert "status=500" not in server.log()
