@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
@@ -21,7 +22,7 @@ from quart_auth_app import create_app
 from quart_auth_app.testing import DEFAULT_PASSWORD, SignedIn, make_user, sign_in
 
 from .conftest import BROWSER, FAST_HASHING, TEST_REDIS_URL, bearer
-from .servers import free_port
+from .servers import free_port, running_server
 
 needs_redis = pytest.mark.skipif(not TEST_REDIS_URL, reason="set TEST_REDIS_URL to run Redis tests")
 REFRESH_LIFETIME = 1_209_600
@@ -250,3 +251,17 @@ async def test_stalled_redis_fails_closed_within_timeout(tmp_path: Path, stalled
     assert (protected.status_code, login.status_code) == (503, 503)
     # Bounded by the 2 s socket timeout per request rather than hanging.
     assert elapsed < 2 * 2 + 3
+
+
+def test_server_starts_with_unreachable_redis_and_refuses_logins(
+    tmp_path: Path, refused_port: int
+) -> None:
+    env = {
+        **FAST_HASHING,
+        "INSTANCE_PATH": str(tmp_path),
+        "REDIS_URL": f"redis://127.0.0.1:{refused_port}/0",
+    }
+    with running_server(env) as server:  # /healthz answers: start-up did not need Redis
+        login = httpx.post(server.url + "/login", json={"email": "a@b.io", "password": "x" * 9})
+        assert login.status_code == 503
+        assert login.json() == {"message": "Rate-limit store unavailable"}

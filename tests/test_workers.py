@@ -91,3 +91,17 @@ def test_restart_keeps_the_generated_secret_and_the_tokens(tmp_path: Path) -> No
         assert statuses == {200}
         assert GENERATED_WARNING not in second.log()
     assert (instance / "secret_key").read_text() == key
+
+
+def test_logout_on_one_worker_holds_on_every_worker_without_redis(tmp_path: Path) -> None:
+    with running_server(embedded_env(tmp_path / "instance"), workers=None) as server:
+        token = sign_up_and_in(server)
+        out = httpx.post(server.url + "/logout", headers=bearer(token))
+        assert out.status_code == 200
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(
+                pool.map(lambda _: dashboard_on_fresh_connection(server, token), range(40))
+            )
+        # The revocation lives in the database every worker reads: no worker accepts the token.
+        assert set(statuses) == {401}
+        assert len(server.worker_pids()) == 2
