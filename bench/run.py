@@ -117,6 +117,16 @@ class Server:
                 pids += [int(p) for p in (task / "children").read_text().split()]
         return pids
 
+    def cpu_seconds(self) -> float:
+        """CPU time the workers have used: per request, a figure a busy machine barely moves."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for pid in self.worker_pids():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / ticks
+        return total
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -234,9 +244,12 @@ class Bench:
 
     def run_wrk(self, server: str, conc: int, script: list[str], **kw: Any) -> dict[str, Any]:
         cpu = kw.pop("cpu", self.args.client_cpu)
+        before = self.servers[server].cpu_seconds()
         result = wrk_result(
             wrk(self.servers[server].port, conc, self.args.duration, script, cpu=cpu, **kw)
         )
+        used = self.servers[server].cpu_seconds() - before
+        result["cpu_us"] = used * 1e6 / max(result["requests"], 1)
         if server == "app":
             self.app_requests += result["requests"]
         return result
@@ -261,6 +274,7 @@ class Bench:
             for name, path in (("dashboard", "/dashboard"), ("me", "/me")):
                 result = self.run_wrk("app", c, ["bearer", users, path])
                 result["ratio"] = result["rps"] / bare["rps"]
+                result["cpu_ratio"] = bare["cpu_us"] / result["cpu_us"]
                 self.record(f"{name}@{c}", r, result)
             self.record(f"refresh@{c}", r, self.refresh_run(c, bare["rps"]))
         self.login_runs(r, users)
@@ -376,6 +390,8 @@ def summarise(bench: Bench, peak_rss: float) -> dict[str, Any]:
             "rps": median([x["rps"] for x in runs]), "p50_ms": median([x["p50_ms"] for x in runs]),
             "p99_ms": median([x["p99_ms"] for x in runs]),
             "ratio": median([x["ratio"] for x in runs if "ratio" in x]),
+            "cpu_us": median([x["cpu_us"] for x in runs if "cpu_us" in x]),
+            "cpu_ratio": median([x["cpu_ratio"] for x in runs if "cpu_ratio" in x]),
             "errors": sum(x["errors"] for x in runs),
         })  # fmt: skip
     by_round = lambda key: {x["round"]: x for x in res.get(key, [])}  # noqa: E731
@@ -386,7 +402,9 @@ def summarise(bench: Bench, peak_rss: float) -> dict[str, Any]:
     targets = []
 
     t1 = median([x["ratio"] for x in dash64.values()])
-    targets.append(("1", "GET /dashboard / bare ceiling at c64", f"{t1:.0%}", ">= 50%", t1 >= 0.5))
+    c1 = median([x["cpu_ratio"] for x in dash64.values()])
+    targets.append(("1", "GET /dashboard / bare ceiling at c64",
+                    f"{t1:.0%} (by CPU per request: {c1:.0%})", ">= 50%", t1 >= 0.5))  # fmt: skip
     t2 = median([x["ratio_to_argon2"] for x in login])
     targets.append(("2", "POST /login / raw argon2 verify rate", f"{t2:.0%}", ">= 85%", t2 >= 0.85))
     t3 = median([x["ratio_to_unloaded"] for x in flood])
@@ -412,12 +430,14 @@ def summarise(bench: Bench, peak_rss: float) -> dict[str, Any]:
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    print(f"\n{'scenario':<18}{'c':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'x ceiling':>11}"
-          f"{'errors':>8}")  # fmt: skip
+    print(f"\n{'scenario':<18}{'c':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'x ceiling':>11}"
+          f"{'CPU us/req':>12}{'x ceiling':>11}{'errors':>8}")  # fmt: skip
+    percent = lambda x: "" if x != x else f"{x:.0%}"  # noqa: E731 - NaN: no ratio
     for row in sorted(summary["rows"], key=lambda r: (r["scenario"], r["concurrency"])):
-        ratio = "" if row["ratio"] != row["ratio"] else f"{row['ratio']:.0%}"
-        print(f"{row['scenario']:<18}{row['concurrency']:>5}{row['rps']:>10.0f}"
-              f"{row['p50_ms']:>9.1f}{row['p99_ms']:>9.1f}{ratio:>11}{row['errors']:>8}")  # fmt: skip
+        cpu = "" if row["cpu_us"] != row["cpu_us"] else f"{row['cpu_us']:.0f}"
+        print(f"{row['scenario']:<18}{row['concurrency']:>5}{row['rps']:>9.0f}"
+              f"{row['p50_ms']:>9.1f}{row['p99_ms']:>9.1f}{percent(row['ratio']):>11}"
+              f"{cpu:>12}{percent(row['cpu_ratio']):>11}{row['errors']:>8}")  # fmt: skip
     print(f"\nraw argon2id verify, one process on the server CPU: "
           f"{summary['argon2_verify_per_s']:.1f}/s\n")  # fmt: skip
     for number, what, value, goal, met in summary["targets"]:

@@ -29,7 +29,13 @@ def create_engine(settings: Settings) -> AsyncEngine:
     """An engine tuned for the configured backend."""
     url = settings.database_url
     if is_sqlite(url):
-        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        # SQLite writes one at a time: connections beyond a few only add threads and page
+        # caches (memory), never throughput. In-memory databases keep SQLAlchemy's own pool.
+        database = make_url(url).database or ":memory:"
+        pooling = {} if database == ":memory:" else {"pool_size": 5, "max_overflow": 0}
+        engine = create_async_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **pooling
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(
