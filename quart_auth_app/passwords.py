@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
-import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +22,6 @@ R = TypeVar("R")
 # the CPU to serving requests first, and hashing gets what is left (never nothing: CFS still
 # gives a nice-10 thread about a tenth of a contended CPU).
 HASH_THREAD_NICENESS = 10
-M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 
 
 @dataclass(frozen=True)
@@ -47,7 +44,6 @@ class PasswordHasher:
             argon2__parallelism=parallelism,
         )
         size = workers or usable_cpus()
-        _return_large_blocks_to_os()
         self._pool = ThreadPoolExecutor(
             max_workers=size, thread_name_prefix="argon2", initializer=_yield_to_requests
         )
@@ -100,13 +96,3 @@ def _yield_to_requests() -> None:
         niceness = os.getpriority(os.PRIO_PROCESS, thread) + HASH_THREAD_NICENESS
         os.setpriority(os.PRIO_PROCESS, thread, min(niceness, 19))
 
-
-def _return_large_blocks_to_os() -> None:
-    """Make glibc hand argon2's memory_cost block back to the OS when each hash ends.
-
-    Left alone, glibc raises its mmap threshold after the first such block is freed and then
-    keeps a block in every hash thread's arena for good: tens of MB per worker at idle.
-    """
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, 1 << 20)
