@@ -87,6 +87,7 @@ class Doc:
     request: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
     auth: bool = False
+    anonymous_too: bool = False  # credentials optional: without them the body decides
     html_too: bool = False  # browsers get a page (or a redirect) from the same route
     extra: dict[int, type[BaseModel]] = field(default_factory=dict)
 
@@ -219,6 +220,7 @@ DOCS: dict[str, Doc] = {
         (*BODY_ERRORS, *AUTH_ERRORS, 429),
         ResendVerificationIn,
         auth=True,
+        anonymous_too=True,
         html_too=True,
     ),
     "ops.healthz": Doc(
@@ -288,6 +290,8 @@ class Provider(OpenAPIProvider):
 
 def _complete(operation: dict[str, Any], doc: Doc) -> None:
     operation["summary"] = doc.summary
+    if "requestBody" in operation and _body_optional(doc):
+        operation["requestBody"]["required"] = False
     responses: dict[int, Any] = operation["responses"]
     status, model = doc.ok
     if model is None:
@@ -297,6 +301,12 @@ def _complete(operation: dict[str, Any], doc: Doc) -> None:
     for code, response in responses.items():
         if not response.get("description"):
             response["description"] = ERROR_TEXT.get(code, "OK")
+
+
+def _body_optional(doc: Doc) -> bool:
+    """Whether the request may come without a body (every field of its model is optional)."""
+    fields = doc.request.model_fields.values() if doc.request else ()
+    return not any(f.is_required() for f in fields)
 
 
 def init_app(app: Quart) -> None:
@@ -333,7 +343,7 @@ def _document(func: Callable[..., Any], doc: Doc) -> None:
     decorators += [document_response(ErrorOut, code) for code in doc.errors]
     decorators += [document_response(out, code) for code, out in doc.extra.items()]
     if doc.auth:
-        decorators.append(security_scheme(BEARER))
+        decorators.append(security_scheme(BEARER + ([{}] if doc.anonymous_too else [])))
     for decorate in decorators:
         decorate(func)
 

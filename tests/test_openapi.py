@@ -36,8 +36,9 @@ PROTECTED = {
     ("/me/password", "post"),
     ("/me/sessions", "get"),
     ("/me/sessions/{session_id}", "delete"),
-    ("/verify/request", "post"),
 }
+# Signed-in callers send nothing; others name their address in the body.
+OPTIONAL_AUTH = {("/verify/request", "post")}
 
 
 async def openapi(client: Any) -> dict[str, Any]:
@@ -87,6 +88,9 @@ async def test_every_operation_documents_success_and_errors(client: Any) -> None
                 assert schema["title"] == "ErrorOut", (path, method, code)
         if "requestBody" in operation:
             assert {400, 413} <= codes, (path, method)
+            # Bodies are required unless every field is optional (refresh cookie, resend).
+            optional = path in ("/token/refresh", "/verify/request")
+            assert operation["requestBody"]["required"] is not optional, (path, method)
             assert set(operation["requestBody"]["content"]) == {
                 "application/json",
                 "application/x-www-form-urlencoded",
@@ -105,6 +109,8 @@ async def test_protected_operations_require_bearer_or_cookie(client: Any) -> Non
         if key in PROTECTED:
             assert operation["security"] == [{"bearer": []}, {"cookie": []}], key
             assert "401" in {str(code) for code in operation["responses"]}, key
+        elif key in OPTIONAL_AUTH:
+            assert operation["security"] == [{"bearer": []}, {"cookie": []}, {}], key
         else:
             assert "security" not in operation, key
 
