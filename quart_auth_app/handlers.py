@@ -7,9 +7,11 @@ from typing import Any, cast
 from urllib.parse import quote
 
 from quart import Quart, Response, g, jsonify, redirect, render_template, request
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from .errors import AppError, Throttled
+from .errors import AppError, ServiceUnavailable, Throttled
 from .negotiation import wants_html
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,17 @@ def register_error_handlers(app: Quart) -> None:
         allowed = getattr(error, "valid_methods", None)
         if allowed:
             response.headers["Allow"] = ", ".join(allowed)
+        return response
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeout)
+    @app.errorhandler(OSError)
+    async def store_unreachable(error: Exception) -> Response:
+        # The database (which also holds revocations) is down: fail closed with 503, not 500.
+        log.error("storage unreachable: %s", type(error).__name__)
+        response = await render_error(503, ServiceUnavailable.message)
+        response.headers["Retry-After"] = "5"
         return response
 
     @app.errorhandler(Exception)
