@@ -444,12 +444,38 @@ def print_summary(summary: dict[str, Any]) -> None:
         print(f"target {number}: {what}: {value} (goal {goal}) -> {'MET' if met else 'NOT MET'}")
 
 
+def markdown(summary: dict[str, Any], note: str) -> str:
+    """The table and the targets as Markdown, for docs/performance.md and the README."""
+    lines = [f"Measured {note}.", "",
+             "| scenario | c | req/s | p50 ms | p99 ms | vs ceiling | CPU µs/req | errors |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for row in sorted(summary["rows"], key=lambda r: (r["scenario"], r["concurrency"])):
+        ratio = "" if row["ratio"] != row["ratio"] else f"{row['ratio']:.0%}"
+        cpu = "" if row["cpu_us"] != row["cpu_us"] else f"{row['cpu_us']:.0f}"
+        lines.append(f"| {row['scenario']} | {row['concurrency']} | {row['rps']:.0f} | "
+                     f"{row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {ratio} | {cpu} | "
+                     f"{row['errors']} |")  # fmt: skip
+    lines += ["", f"Raw argon2id verify rate, one thread on the server CPU: "
+              f"{summary['argon2_verify_per_s']:.1f}/s.", "",
+              "| target | measured | goal | |", "|---|---|---|---|"]  # fmt: skip
+    for number, what, value, goal, met in summary["targets"]:
+        lines.append(f"| {number}. {what} | {value} | {goal} | {'met' if met else 'NOT met'} |")
+    for row in summary.get("argon2_table", []):
+        if row is summary["argon2_table"][0]:
+            lines += ["", "| argon2id setting | verify/s, one core | logins/s, one core (est.) |",
+                      "|---|---|---|"]  # fmt: skip
+        lines.append(f"| m={row['memory_kib']} KiB, t={row['time_cost']}, p={row['parallelism']}"
+                     f" | {row['verify_per_s']:.1f} | {row['login_per_s_estimate']:.1f} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def draw_chart(summary: dict[str, Any], path: Path, note: str) -> None:
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         print("no chart: install matplotlib (pip install -e '.[bench]')")
         return
@@ -463,6 +489,7 @@ def draw_chart(summary: dict[str, Any], path: Path, note: str) -> None:
         if rows:
             ax.plot([r["concurrency"] for r in rows], [r["rps"] for r in rows], "o-", label=label)
     ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.set_yscale("log")
     ax.set_xlabel("concurrent connections (wrk)")
     ax.set_ylabel("requests per second (median)")
@@ -498,6 +525,10 @@ def servers_up(bench: Bench) -> Iterator[None]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--markdown-from"]:  # re-render a saved result
+        saved = json.loads(Path(sys.argv[2]).read_text())
+        print(markdown(saved["summary"], saved["conditions"]), end="")
+        return
     args = parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: sudo apt-get install -y wrk (Debian/Ubuntu)")
@@ -511,6 +542,9 @@ def main() -> None:
     say(f"seeding {args.users} users into {work / 'app.db'}")
     bench.seed("users", str(args.users), str(work / "users.tsv"))
     with servers_up(bench):
+        for name, server in bench.servers.items():
+            say(f"{name}: port {server.port}, pid {server.process.pid}, "
+                f"workers {server.worker_pids()} (py-spy record -p <worker>)")  # fmt: skip
         watch = MemoryWatch(bench.servers["app"])
         watch.start()
         for r in range(args.rounds):
@@ -534,7 +568,8 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(output, indent=2, default=str))
     (work / "results.json").write_text(json.dumps(output, indent=2, default=str))
-    print(f"results: {args.json}")
+    args.json.with_suffix(".md").write_text(markdown(summary, note))
+    print(f"results: {args.json} and {args.json.with_suffix('.md')}")
     draw_chart(summary, args.chart, note)
 
 
