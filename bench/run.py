@@ -76,6 +76,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--client-cpu", default="1")
     parser.add_argument("--json", type=Path, default=BENCH / "results" / "latest.json")
     parser.add_argument("--chart", type=Path, default=BENCH / "results" / "latest.png")
+    parser.add_argument("--worker-class", default="", help="override hypercorn.toml's loop")
     parser.add_argument("--keep", action="store_true", help="leave servers up (for py-spy)")
     args = parser.parse_args()
     if args.quick:
@@ -335,6 +336,8 @@ def start_all(bench: Bench) -> None:
     args, work, env = bench.args, bench.work, bench.env
     hypercorn = [sys.executable, "-m", "hypercorn", "--config", str(ROOT / "hypercorn.toml"),
                  "--bind", "127.0.0.1:{port}"]  # fmt: skip
+    if args.worker_class:
+        hypercorn += ["--worker-class", args.worker_class]
     one = [*hypercorn, "--workers", "1"]
     bench.servers["bare"] = start_server(
         "bare", pinned(args.server_cpu, [*one, "bare_app:app"]), env, BENCH, work, "/bare"
