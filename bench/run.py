@@ -571,8 +571,9 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(output, indent=2, default=str))
     (work / "results.json").write_text(json.dumps(output, indent=2, default=str))
-    args.json.with_suffix(".md").write_text(markdown(summary, note))
-    print(f"results: {args.json} and {args.json.with_suffix('.md')}")
+    table = args.json.with_name(args.json.stem + "-table.md")
+    table.write_text(markdown(summary, note))
+    print(f"results: {args.json} and {table}")
     draw_chart(summary, args.chart, note)
 
 
