@@ -95,4 +95,3 @@ def _yield_to_requests() -> None:
         thread = threading.get_native_id()
         niceness = os.getpriority(os.PRIO_PROCESS, thread) + HASH_THREAD_NICENESS
         os.setpriority(os.PRIO_PROCESS, thread, min(niceness, 19))
-
