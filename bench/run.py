@@ -57,7 +57,7 @@ done, start = 0, time.perf_counter()
 while time.perf_counter() - start < seconds:
     ctx.verify("benchmark passphrase", stored)
     done += 1
-print(done / (time.perf_counter() - start))
+print(done / (time.perf_counter() - start), time.process_time() / done * 1e6)
 """
 
 
@@ -78,7 +78,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--chart", type=Path, default=BENCH / "results" / "latest.png")
     parser.add_argument("--worker-class", default="", help="override hypercorn.toml's loop")
     parser.add_argument("--keep", action="store_true", help="leave servers up (for py-spy)")
+    parser.add_argument("--scenarios", choices=["all", "login"], default="all",
+                        help="login: only argon2 rate, POST /login and the flood pair (2, 3)")  # fmt: skip
     args = parser.parse_args()
+    if args.scenarios == "login":
+        args.skip_tutorial = True  # targets 2 and 3 need neither the tutorial nor 2 workers
     if args.quick:
         args.rounds, args.duration, args.concurrency = 1, 3.0, "64,256"
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
@@ -265,10 +269,21 @@ class Bench:
         command = [sys.executable, "-c", ARGON2_RATE, str(m), str(t), str(p), str(seconds)]
         out = subprocess.run(pinned(self.args.server_cpu, command), capture_output=True, text=True,
                              check=True, env=self.env)  # fmt: skip
-        return float(out.stdout.strip())
+        return float(out.stdout.split()[0])
+
+    def argon2_cpu_us(self, m: int, t: int, p: int, seconds: float) -> tuple[float, float]:
+        """(verifications per second, CPU microseconds per verification) on the server CPU."""
+        command = [sys.executable, "-c", ARGON2_RATE, str(m), str(t), str(p), str(seconds)]
+        out = subprocess.run(pinned(self.args.server_cpu, command), capture_output=True, text=True,
+                             check=True, env=self.env)  # fmt: skip
+        rate, cpu_us = (float(x) for x in out.stdout.split())
+        return rate, cpu_us
 
     def one_round(self, r: int) -> None:
         users = str(self.work / "users.tsv")
+        if self.args.scenarios == "login":
+            self.login_runs(r, users)
+            return
         for c in self.args.concurrency:
             say(f"round {r + 1}: c={c}: bare, /dashboard, /me, /token/refresh")
             bare = self.record(f"bare@{c}", r, self.run_wrk("bare", c, ["plain", "/bare"]))
@@ -300,11 +315,13 @@ class Bench:
     def login_runs(self, r: int, users: str) -> None:
         say(f"round {r + 1}: argon2 verify rate, POST /login, /dashboard under a login flood")
         m, t, p = self.argon2_params()
-        rate = self.argon2_rate(m, t, p, min(self.args.duration, 5))
-        self.record("argon2", r, {"rps": rate, "params": [m, t, p]})
+        rate, cpu_us = self.argon2_cpu_us(m, t, p, min(self.args.duration, 5))
+        self.record("argon2", r, {"rps": rate, "cpu_us": cpu_us, "params": [m, t, p]})
         login = self.run_wrk("app", self.args.login_concurrency, ["login", users, PASSWORD],
                              timeout=30)  # fmt: skip
         login["ratio_to_argon2"] = login["rps"] / rate
+        # On a shared machine the rates move with other load; CPU per request barely does.
+        login["cpu_ratio"] = cpu_us / login["cpu_us"]
         self.record(f"login@{self.args.login_concurrency}", r, login)
         quiet = self.run_wrk("app", 64, ["bearer", users, "/dashboard"])
         flood = wrk(self.servers["app"].port, self.args.flood_concurrency,
@@ -409,7 +426,9 @@ def summarise(bench: Bench, peak_rss: float) -> dict[str, Any]:
     targets.append(("1", "GET /dashboard / bare ceiling at c64",
                     f"{t1:.0%} (by CPU per request: {c1:.0%})", ">= 50%", t1 >= 0.5))  # fmt: skip
     t2 = median([x["ratio_to_argon2"] for x in login])
-    targets.append(("2", "POST /login / raw argon2 verify rate", f"{t2:.0%}", ">= 85%", t2 >= 0.85))
+    c2 = median([x["cpu_ratio"] for x in login if "cpu_ratio" in x])
+    targets.append(("2", "POST /login / raw argon2 verify rate",
+                    f"{t2:.0%} (by CPU per request: {c2:.0%})", ">= 85%", t2 >= 0.85))  # fmt: skip
     t3 = median([x["ratio_to_unloaded"] for x in flood])
     flood_errors = sum(x["errors"] + x["flood"]["errors"] for x in flood)
     targets.append(("3", "GET /dashboard under login flood / unloaded",
@@ -552,7 +571,7 @@ def main() -> None:
         watch.start()
         for r in range(args.rounds):
             bench.one_round(r)
-        while not args.quick and bench.app_requests < 100_000:
+        while args.scenarios == "all" and not args.quick and bench.app_requests < 100_000:
             say(f"topping up to 100,000 requests ({bench.app_requests} so far)")
             bench.run_wrk("app", 64, ["bearer", str(work / "users.tsv"), "/dashboard"])
         time.sleep(1)

@@ -1,4 +1,4 @@
-"""The access check's one database round trip: the user behind a live login session.
+"""The access check's one database round trip (the user behind a live login session), and login's.
 
 Every protected request runs this query, so it skips the ORM session (unit of work, identity
 map, pool checkout and a greenlet hop per driver call). On SQLite it runs on a dedicated
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiosqlite
-from sqlalchemy import bindparam, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import NamedColumn
@@ -36,6 +36,10 @@ LIVE_USER = (
         User.public_id == bindparam("public_id"),
     )
 )
+# The login's lookup, by the same Core path: no ORM session, commit or identity map.
+BY_EMAIL = select(*(column for _, column in USER_FIELDS)).where(
+    func.lower(User.email) == bindparam("email")
+)
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
@@ -43,6 +47,10 @@ class LiveUserLookup(Protocol):
     """Finds the user of an unrevoked session, or None."""
 
     async def find(self, session_id: str, public_id: str) -> User | None: ...
+
+    async def find_by_email(self, email: str) -> User | None:
+        """The user with this email (compared lower-cased), or None."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -65,6 +73,11 @@ class CoreLookup:
             row = result.first()
         return None if row is None else _user(row)
 
+    async def find_by_email(self, email: str) -> User | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(BY_EMAIL, {"email": email.lower()})).first()
+        return None if row is None else _user(row)
+
     async def close(self) -> None:
         return None
 
@@ -78,9 +91,8 @@ class SqliteLookup:
 
     def __init__(self, engine: AsyncEngine, path: str) -> None:
         dialect = engine.dialect
-        compiled = LIVE_USER.compile(dialect=dialect)
-        self.sql = str(compiled)
-        self.order = list(compiled.positiontup or [])
+        self.live = _compiled(LIVE_USER, engine)
+        self.by_email = _compiled(BY_EMAIL, engine)
         processors = [column.type.dialect_impl(dialect).result_processor(dialect, None)
                       for _, column in USER_FIELDS]  # fmt: skip
         self.processors: list[Callable[[Any], Any] | None] = list(processors)
@@ -89,9 +101,15 @@ class SqliteLookup:
         self._opening = asyncio.Lock()
 
     async def find(self, session_id: str, public_id: str) -> User | None:
+        return await self._one(self.live, {"session_id": session_id, "public_id": public_id})
+
+    async def find_by_email(self, email: str) -> User | None:
+        return await self._one(self.by_email, {"email": email.lower()})
+
+    async def _one(self, statement: tuple[str, list[str]], params: dict[str, str]) -> User | None:
         conn = self._conn or await self._open()
-        params = {"session_id": session_id, "public_id": public_id}
-        rows = list(await conn.execute_fetchall(self.sql, [params[name] for name in self.order]))
+        sql, order = statement
+        rows = list(await conn.execute_fetchall(sql, [params[name] for name in order]))
         if not rows:
             return None
         return _user(
@@ -116,6 +134,12 @@ class SqliteLookup:
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close()
+
+
+def _compiled(statement: Select[Any], engine: AsyncEngine) -> tuple[str, list[str]]:
+    """SQL text and the order of its positional parameters, compiled once."""
+    compiled = statement.compile(dialect=engine.dialect)
+    return str(compiled), list(compiled.positiontup or [])
 
 
 def open_lookup(engine: AsyncEngine) -> LiveUserLookup:

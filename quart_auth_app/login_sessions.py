@@ -6,8 +6,9 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .errors import RefreshRaced, TokenInvalid
@@ -19,6 +20,9 @@ from .tokens import Claims, InvalidToken, TokenService, token_digest
 CLEANUP_BATCH = 500
 # Session ids are token_urlsafe(16); anything else cannot name a session (and never reaches SQL).
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+# The tables themselves, for login's Core inserts.
+LOGIN_SESSIONS = cast(Table, LoginSession.__table__)
+REFRESH_TOKENS = cast(Table, RefreshToken.__table__)
 
 
 @dataclass(frozen=True)
@@ -62,19 +66,30 @@ class SessionService:
     async def start(
         self, db: AsyncSession, user: User, user_agent: str | None, client_address: str | None
     ) -> TokenPair:
-        """Open a new family for a login and issue its first pair."""
+        """Open a new family for a login and issue its first pair.
+
+        Two Core inserts in one short transaction that starts with a write (so SQLite takes
+        its write lock up front and waits on busy_timeout, never fails to upgrade a read):
+        no unit of work, identity map or flush, which cost the login more than the SQL.
+        """
         now = utcnow()
-        session = LoginSession(
-            id=secrets.token_urlsafe(16),
-            user_id=user.id,
-            created_at=now,
-            last_used_at=now,
-            expires_at=now + timedelta(seconds=self.tokens.lifetimes["refresh"]),
-            user_agent=(user_agent or "")[:300] or None,
-            client_address=(client_address or "")[:64] or None,  # the column holds 64
+        session_id = secrets.token_urlsafe(16)
+        pair, token_row = self._pair(user.public_id, session_id)
+        conn = await db.connection()
+        await conn.execute(
+            insert(LOGIN_SESSIONS),
+            {
+                "id": session_id,
+                "user_id": user.id,
+                "created_at": now,
+                "last_used_at": now,
+                "expires_at": now + self._refresh_lifetime(),
+                "revoked_at": None,
+                "user_agent": (user_agent or "")[:300] or None,
+                "client_address": (client_address or "")[:64] or None,  # the column holds 64
+            },
         )
-        db.add(session)
-        pair = self._issue(db, user.public_id, session.id)
+        await conn.execute(insert(REFRESH_TOKENS), token_row)
         await db.commit()
         return pair
 
@@ -217,22 +232,28 @@ class SessionService:
         return result.scalar_one_or_none()
 
     def _issue(self, db: AsyncSession, public_id: str, session_id: str) -> TokenPair:
+        pair, token_row = self._pair(public_id, session_id)
+        db.add(RefreshToken(**token_row))
+        return pair
+
+    def _pair(self, public_id: str, session_id: str) -> tuple[TokenPair, dict[str, Any]]:
+        """A new token pair, and the row recording its refresh token's digest."""
         access = self.tokens.issue(public_id, session_id, "access")
         refresh = self.tokens.issue(public_id, session_id, "refresh")
-        db.add(
-            RefreshToken(
-                digest=token_digest(refresh.token),
-                session_id=session_id,
-                expires_at=utcnow() + self._refresh_lifetime(),
-            )
-        )
-        return TokenPair(
+        row = {
+            "digest": token_digest(refresh.token),
+            "session_id": session_id,
+            "expires_at": utcnow() + self._refresh_lifetime(),
+            "used_at": None,
+        }
+        pair = TokenPair(
             access.token,
             refresh.token,
             self.tokens.lifetimes["access"],
             self.tokens.lifetimes["refresh"],
             session_id,
         )
+        return pair, row
 
     def _refresh_lifetime(self) -> timedelta:
         return timedelta(seconds=self.tokens.lifetimes["refresh"])

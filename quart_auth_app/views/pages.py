@@ -59,7 +59,9 @@ async def login() -> ResponseReturnValue:
     email = _lookup_email(body.email)
     await throttle.check_failures(email, address)
     try:
-        user = await authenticate(request_session(), services().hasher, email, body.password)
+        user = await authenticate(
+            request_session(), services().hasher, email, body.password, services().sessions.lookup
+        )
     except InvalidCredentials:
         await throttle.record_failure(email, address)
         raise
