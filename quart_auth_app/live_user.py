@@ -144,11 +144,17 @@ def _compiled(statement: Select[Any], engine: AsyncEngine) -> tuple[str, list[st
 
 def open_lookup(engine: AsyncEngine) -> LiveUserLookup:
     """The fastest lookup the engine's backend allows."""
+    path = sqlite_file(engine)
+    return CoreLookup(engine) if path is None else SqliteLookup(engine, path)
+
+
+def sqlite_file(engine: AsyncEngine) -> str | None:
+    """The SQLite database file a second connection may open, or None (other backends)."""
     url = make_url(engine.url)
     database = url.database or ""
     if url.get_backend_name() == "sqlite" and database and not _in_memory(database, url.query):
-        return SqliteLookup(engine, str(Path(database)))
-    return CoreLookup(engine)
+        return str(Path(database))
+    return None
 
 
 def _in_memory(database: str, query: Any) -> bool:

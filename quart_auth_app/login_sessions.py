@@ -15,6 +15,7 @@ from .errors import RefreshRaced, TokenInvalid
 from .live_user import LiveUserLookup
 from .models import LoginSession, RefreshToken, User, utcnow
 from .revocation import RevocationList
+from .session_writer import SqliteSessionWriter
 from .tokens import Claims, InvalidToken, TokenService, token_digest
 
 CLEANUP_BATCH = 500
@@ -62,6 +63,8 @@ class SessionService:
         self.grace = timedelta(seconds=grace_seconds)
         # Set while the app serves (services.init_app): the access check's fast path.
         self.lookup: LiveUserLookup | None = None
+        # Also set while serving, on an SQLite file: login's inserts off the ORM session.
+        self.writer: SqliteSessionWriter | None = None
 
     async def start(
         self, db: AsyncSession, user: User, user_agent: str | None, client_address: str | None
@@ -75,20 +78,21 @@ class SessionService:
         now = utcnow()
         session_id = secrets.token_urlsafe(16)
         pair, token_row = self._pair(user.public_id, session_id)
+        session_row = {
+            "id": session_id,
+            "user_id": user.id,
+            "created_at": now,
+            "last_used_at": now,
+            "expires_at": now + self._refresh_lifetime(),
+            "revoked_at": None,
+            "user_agent": (user_agent or "")[:300] or None,
+            "client_address": (client_address or "")[:64] or None,  # the column holds 64
+        }
+        if self.writer is not None:
+            await self.writer.insert(session_row, token_row)
+            return pair
         conn = await db.connection()
-        await conn.execute(
-            insert(LOGIN_SESSIONS),
-            {
-                "id": session_id,
-                "user_id": user.id,
-                "created_at": now,
-                "last_used_at": now,
-                "expires_at": now + self._refresh_lifetime(),
-                "revoked_at": None,
-                "user_agent": (user_agent or "")[:300] or None,
-                "client_address": (client_address or "")[:64] or None,  # the column holds 64
-            },
-        )
+        await conn.execute(insert(LOGIN_SESSIONS), session_row)
         await conn.execute(insert(REFRESH_TOKENS), token_row)
         await db.commit()
         return pair

@@ -9,10 +9,11 @@ from redis.asyncio import Redis
 
 from . import live_user
 from .config import Settings
-from .login_sessions import SessionService
+from .login_sessions import LOGIN_SESSIONS, REFRESH_TOKENS, SessionService
 from .mail import Mailer, build_mailer
 from .passwords import PasswordHasher
 from .revocation import DatabaseOnly, RedisRevocationList, RevocationList
+from .session_writer import open_writer
 from .throttle import Throttle
 from .tokens import TokenService
 
@@ -65,13 +66,18 @@ def init_app(app: Quart, services: Services) -> None:
     @app.before_serving
     async def open_lookup() -> None:
         # Registered after db.init_app, so the engine exists by now.
-        services.sessions.lookup = live_user.open_lookup(app.extensions["db_engine"])
+        engine = app.extensions["db_engine"]
+        services.sessions.lookup = live_user.open_lookup(engine)
+        services.sessions.writer = open_writer(engine, LOGIN_SESSIONS, REFRESH_TOKENS)
 
     @app.after_serving
     async def close_services() -> None:
         lookup, services.sessions.lookup = services.sessions.lookup, None
         if lookup is not None:
             await lookup.close()
+        writer, services.sessions.writer = services.sessions.writer, None
+        if writer is not None:
+            await writer.close()
         services.hasher.close()
         if services.redis is not None:
             await services.redis.aclose()
