@@ -282,6 +282,9 @@ class Bench:
     def one_round(self, r: int) -> None:
         users = str(self.work / "users.tsv")
         if self.args.scenarios == "login":
+            if r == 0:  # warm up as the full run's earlier scenarios would (caches, connections)
+                wrk(self.servers["app"].port, 16, 3, ["login", users, PASSWORD],
+                    cpu=self.args.client_cpu, timeout=30).communicate()  # fmt: skip
             self.login_runs(r, users)
             return
         for c in self.args.concurrency:
