@@ -17,7 +17,7 @@ from . import db, mail_flows, openapi, security, services
 from .auth import token_required
 from .config import ConfigError, Settings, load_settings
 from .handlers import register_error_handlers
-from .memory import limit_malloc_arenas
+from .memory import tune_malloc
 from .schema import ensure_schema
 from .views import register_views
 
@@ -38,7 +38,7 @@ def template_folder() -> Path:
 def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     """Build the app from the environment, with `config` (by variable name) taking precedence."""
     settings = load_settings(overrides=config)
-    limit_malloc_arenas()  # before the hash pool or any SQLite thread starts
+    tune_malloc()  # before the hash pool or any SQLite thread starts
     app = Quart(__name__, template_folder=str(template_folder()), static_folder="static")
     app.config.update(
         SECRET_KEY=settings.secret_key,

@@ -5,18 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import sqlite3
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# The newest revision (tests/test_migrations.py checks it is Alembic's head). A database already
+# there is left alone without importing Alembic, which would cost every worker ~11 MB resident.
+HEAD_REVISION = "0001"
 # The first revision: databases made by create_all before migrations existed are stamped with it.
 BASELINE_REVISION = "0001"
 # One advisory-lock key for every process migrating the same PostgreSQL database.
@@ -25,6 +31,8 @@ PG_LOCK_KEY = zlib.crc32(b"quart_auth_app.migrations")
 
 def alembic_config(url: str | None = None) -> Config:
     """Alembic configured in code: the migrations ship inside the package, no alembic.ini."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     if url is not None:
@@ -45,9 +53,25 @@ async def upgrade_database(url: str, instance_path: Path) -> None:
 def _upgrade_blocking(url: str, instance_path: Path) -> None:
     if make_url(url).get_backend_name() == "sqlite":
         with _file_lock(_sqlite_lock_path(url, instance_path)):
-            asyncio.run(_migrate(url))
+            if not _sqlite_at_head(url):
+                asyncio.run(_migrate(url))
     else:
         asyncio.run(_migrate(url))  # serialised by an advisory lock inside the transaction
+
+
+def _sqlite_at_head(url: str) -> bool:
+    """Whether an SQLite database file is already at HEAD_REVISION (read with the stdlib)."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return False
+    if not Path(database).is_file():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
+            rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+    except sqlite3.Error:
+        return False
+    return rows == [(HEAD_REVISION,)]
 
 
 def _sqlite_lock_path(url: str, instance_path: Path) -> Path:
@@ -86,6 +110,8 @@ async def _migrate(url: str) -> None:
 
 
 def _upgrade_on(connection: Connection) -> None:
+    from alembic import command
+
     config = alembic_config()
     config.attributes["connection"] = connection
     if _made_without_alembic(connection):

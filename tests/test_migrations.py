@@ -145,3 +145,19 @@ async def test_app_start_migrates_the_embedded_database(tmp_path: Path) -> None:
     async with engine.connect() as conn:
         assert await conn.run_sync(current_revision) == HEAD
     await engine.dispose()
+
+
+def test_head_revision_constant_is_alembics_head() -> None:
+    # schema.HEAD_REVISION lets a migrated database start without importing Alembic.
+    from quart_auth_app.schema import HEAD_REVISION
+
+    assert HEAD_REVISION == HEAD
+
+
+async def test_a_database_at_head_is_left_alone(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"
+    await upgrade_database(url, tmp_path)
+    from quart_auth_app.schema import _sqlite_at_head
+
+    assert _sqlite_at_head(url)
+    assert not _sqlite_at_head(f"sqlite+aiosqlite:///{tmp_path / 'missing.db'}")
