@@ -97,7 +97,8 @@ async def open_sessions(
 async def main(command: str, count: int, out: Path) -> None:
     settings = load_settings()
     await upgrade_database(settings.database_url, settings.instance_path)
-    engine = create_async_engine(settings.database_url)
+    # The server may still be draining the previous scenario's writes: wait for the lock.
+    engine = create_async_engine(settings.database_url, connect_args={"timeout": 60})
     try:
         if command == "users":
             users = await create_users(engine, count)

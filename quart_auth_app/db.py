@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -98,7 +99,9 @@ def init_app(app: Quart, settings: Settings) -> None:
     async def close_session(_exc: BaseException | None) -> None:
         session: AsyncSession | None = g.pop("db_session", None)
         if session is not None:
-            await session.close()
+            # Shielded: a client that disconnects cancels its request, and a rollback cut short
+            # leaves an SQLite connection holding the write lock (seen under bench/ load).
+            await asyncio.shield(session.close())
 
 
 def request_session() -> AsyncSession:

@@ -53,7 +53,10 @@ class SqliteSessionWriter:
         self._lock = asyncio.Lock()
 
     async def insert(self, session: Row, token: Row) -> None:
-        """Store both rows, or neither."""
+        """Store both rows, or neither; a cancelled request cannot cut the transaction short."""
+        await asyncio.shield(self._insert(session, token))
+
+    async def _insert(self, session: Row, token: Row) -> None:
         async with self._lock:
             conn = self._conn or await self._open()
             await conn.execute("BEGIN IMMEDIATE")
