@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import Protocol
-
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from typing import TYPE_CHECKING, Protocol
 
 from .errors import ServiceUnavailable
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 
 class RevocationList(Protocol):
@@ -34,14 +34,17 @@ class RedisRevocationList:
     """Revoked session ids as Redis keys that expire with the longest token they could cover."""
 
     def __init__(self, redis: Redis, key_prefix: str = "qaa") -> None:
+        from redis.exceptions import RedisError  # only deployments with Redis load the client
+
         self.redis = redis
+        self.failures: tuple[type[Exception], ...] = (RedisError, OSError)
         # One Redis may serve several deployments (or test runs): each keeps to its prefix.
         self.prefix = f"{key_prefix}:revoked:"
 
     async def is_revoked(self, session_id: str) -> bool:
         try:
             return bool(await self.redis.exists(self.prefix + session_id))
-        except (RedisError, OSError) as exc:
+        except self.failures as exc:
             # Fail closed: an unreachable revocation store never means "not revoked".
             raise ServiceUnavailable("Revocation store unavailable") from exc
 
@@ -54,5 +57,5 @@ class RedisRevocationList:
                 for session_id in ids:
                     pipe.set(self.prefix + session_id, b"1", ex=ttl)
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except self.failures as exc:
             raise ServiceUnavailable("Revocation store unavailable") from exc
