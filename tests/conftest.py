@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import AsyncIterator
@@ -63,12 +64,19 @@ def app_config(database_url: str, tmp_path: Path) -> dict[str, Any]:
     return {"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path), **FAST_HASHING}
 
 
+@contextlib.asynccontextmanager
+async def running_app(config: dict[str, Any]) -> AsyncIterator[Quart]:
+    """An app on a fresh database, started (before_serving hooks run) for the block."""
+    if config["DATABASE_URL"].startswith("postgresql"):
+        await reset_postgres(config["DATABASE_URL"])
+    application = create_app(config)
+    async with application.test_app():
+        yield application
+
+
 @pytest.fixture
 async def app(app_config: dict[str, Any]) -> AsyncIterator[Quart]:
-    if app_config["DATABASE_URL"].startswith("postgresql"):
-        await reset_postgres(app_config["DATABASE_URL"])
-    application = create_app(app_config)
-    async with application.test_app():
+    async with running_app(app_config) as application:
         yield application
 
 

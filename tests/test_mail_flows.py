@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import re
@@ -27,13 +26,13 @@ from cryptography.x509.oid import NameOID
 from quart import Quart
 from sqlalchemy import update
 
-from quart_auth_app import create_app, mail_flows
+from quart_auth_app import mail_flows
 from quart_auth_app.config import ConfigError, load_settings
 from quart_auth_app.mail import parse_mail_url
 from quart_auth_app.models import MailToken, utcnow
 from quart_auth_app.testing import DEFAULT_PASSWORD, make_user, sign_in
 
-from .conftest import BROWSER, bearer, reset_postgres
+from .conftest import BROWSER, bearer, running_app
 
 SIGNUP = {"name": "Ann", "email": "ann@example.com", "password": "correct horse battery"}
 NEW_PASSWORD = "a brand new passphrase"
@@ -79,16 +78,6 @@ def smtp_server(inbox: Inbox) -> Iterator[Controller]:
 @pytest.fixture
 def app_config(app_config: dict[str, Any], smtp_server: Controller) -> dict[str, Any]:
     return {**app_config, "MAIL_URL": f"smtp://127.0.0.1:{smtp_server.port}"}
-
-
-@contextlib.asynccontextmanager
-async def running(config: dict[str, Any]) -> AsyncIterator[Quart]:
-    """An app other than the fixture's, on a fresh database like the fixture's."""
-    if config["DATABASE_URL"].startswith("postgresql"):
-        await reset_postgres(config["DATABASE_URL"])
-    app = create_app(config)
-    async with app.test_app():
-        yield app
 
 
 async def settle(app: Quart) -> None:
@@ -269,7 +258,7 @@ async def test_a_changed_email_makes_old_verification_links_stale(
 async def test_required_verification_blocks_login_until_verified(
     app_config: dict[str, Any], inbox: Inbox
 ) -> None:
-    async with running({**app_config, "REQUIRE_VERIFIED_EMAIL": "true"}) as app:
+    async with running_app({**app_config, "REQUIRE_VERIFIED_EMAIL": "true"}) as app:
         client = app.test_client()
         await client.post("/signup", json=SIGNUP)
         refused = await login(client, SIGNUP["password"])
@@ -503,7 +492,7 @@ async def test_mail_to_one_inbox_is_capped(
 
 
 async def test_forgot_is_throttled_per_client(app_config: dict[str, Any], user: Any) -> None:
-    async with running({**app_config, "AUTH_ATTEMPTS_PER_MINUTE": "2"}) as app:
+    async with running_app({**app_config, "AUTH_ATTEMPTS_PER_MINUTE": "2"}) as app:
         client = app.test_client()
         for _ in range(2):
             assert (
@@ -515,7 +504,7 @@ async def test_forgot_is_throttled_per_client(app_config: dict[str, Any], user: 
 
 
 async def test_links_use_public_url(app_config: dict[str, Any], inbox: Inbox) -> None:
-    async with running({**app_config, "PUBLIC_URL": "https://auth.example.org/"}) as app:
+    async with running_app({**app_config, "PUBLIC_URL": "https://auth.example.org/"}) as app:
         await app.test_client().post("/signup", json=SIGNUP)
         link = await only_link(app, inbox, "ann@example.com")
     assert link.startswith("https://auth.example.org/verify?token=")
@@ -527,7 +516,7 @@ async def test_links_use_public_url(app_config: dict[str, Any], inbox: Inbox) ->
 async def test_smtp_server_down_breaks_nothing(
     app_config: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with running({**app_config, "MAIL_URL": f"smtp://127.0.0.1:{free_port()}"}) as app:
+    async with running_app({**app_config, "MAIL_URL": f"smtp://127.0.0.1:{free_port()}"}) as app:
         client = app.test_client()
         with caplog.at_level(logging.INFO, logger="quart_auth_app"):
             assert (await client.post("/signup", json=SIGNUP)).status_code == 201
@@ -548,7 +537,7 @@ async def test_a_slow_smtp_server_does_not_slow_the_request(
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    async with running(
+    async with running_app(
         {**app_config, "MAIL_URL": f"smtp://127.0.0.1:{port}", "MAIL_TIMEOUT": "1"}
     ) as app:
         await make_user(app, email="ann@example.com")
@@ -569,7 +558,7 @@ async def test_without_mail_url_the_mail_goes_to_the_log(
     app_config: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     config = {key: value for key, value in app_config.items() if key != "MAIL_URL"}
-    async with running(config) as app:
+    async with running_app(config) as app:
         client = app.test_client()
         with caplog.at_level(logging.INFO, logger="quart_auth_app"):
             assert (await client.post("/signup", json=SIGNUP)).status_code == 201
@@ -660,7 +649,9 @@ async def test_tls_and_login(
     app_config: dict[str, Any], inbox: Inbox, tls_files: tuple[Path, Path], tls_server: Any
 ) -> None:
     url, _ = tls_server
-    async with running({**app_config, "MAIL_URL": url, "MAIL_CA_FILE": str(tls_files[0])}) as app:
+    async with running_app(
+        {**app_config, "MAIL_URL": url, "MAIL_CA_FILE": str(tls_files[0])}
+    ) as app:
         await app.test_client().post("/signup", json=SIGNUP)
         assert len(await mails_to(app, inbox, "ann@example.com")) == 1
 

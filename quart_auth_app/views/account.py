@@ -5,13 +5,12 @@ from __future__ import annotations
 from quart import Blueprint, make_response
 from quart.typing import ResponseReturnValue
 
-from ..auth import clear_auth_cookies, current_claims, token_required
+from ..auth import clear_auth_cookies, token_required
 from ..db import request_session
 from ..models import User
 from ..schemas import ChangePasswordIn, DeleteMeIn, MeOut, UpdateMeIn
-from ..services import services
-from ..users import delete_user, rename, set_password
-from .browser import confirm_password
+from ..users import rename
+from . import account_actions
 from .forms import form_input, model_json, no_content
 
 blueprint = Blueprint("account", __name__)
@@ -45,10 +44,7 @@ async def update_me(user: User) -> ResponseReturnValue:
 @token_required
 async def change_password(user: User) -> ResponseReturnValue:
     body = await form_input(ChangePasswordIn)
-    await confirm_password(user, body.current_password, "current_password")
-    db = request_session()
-    await set_password(db, services().hasher, user, body.new_password)
-    await services().sessions.revoke_all(db, user.id, keep=current_claims().session_id)
+    await account_actions.change_password(user, body.current_password, body.new_password)
     return no_content()
 
 
@@ -56,10 +52,7 @@ async def change_password(user: User) -> ResponseReturnValue:
 @token_required
 async def delete_me(user: User) -> ResponseReturnValue:
     body = await form_input(DeleteMeIn)
-    await confirm_password(user, body.password, "password")
-    db = request_session()
-    await services().sessions.revoke_all(db, user.id)
-    await delete_user(db, user)
+    await account_actions.delete_account(user, body.password)
     response = await make_response("", 204)
     clear_auth_cookies(response)
     return response

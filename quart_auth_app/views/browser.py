@@ -13,17 +13,17 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from ..auth import clear_auth_cookies, current_claims, token_required
 from ..db import request_session
-from ..errors import InvalidCredentials, InvalidInput, NotFound
+from ..errors import NotFound
 from ..models import LoginSession, User
 from ..schemas import ChangePasswordIn, DeleteMeIn, UpdateMeIn
 from ..services import services
-from ..users import check_password, delete_user, rename, set_password
-from .forms import caller_address, form_input
+from ..users import rename
+from . import account_actions
+from .forms import form_input
 
 blueprint = Blueprint("browser", __name__)
 
 TEMPLATE = "account.html"
-MISMATCH_MESSAGE = "That password is not correct."
 BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"))
 SYSTEMS = (("Android", "Android"), ("iPhone", "iPhone"), ("iPad", "iPad"), ("Windows", "Windows"))
 SYSTEMS_LATE = (("Mac OS X", "macOS"), ("CrOS", "ChromeOS"), ("Linux", "Linux"))
@@ -81,18 +81,6 @@ async def page_context(user: User, form: str | None = None) -> dict[str, Any]:
     return {"user": user, "devices": devices, "form": form}
 
 
-async def confirm_password(user: User, password: str, field: str) -> None:
-    """Check the person's password; wrong ones count towards the login throttle like a login."""
-    throttle, address = services().throttle, caller_address()
-    await throttle.check_failures(user.email, address)
-    try:
-        await check_password(request_session(), services().hasher, user, password)
-    except InvalidCredentials:
-        # A 401 would send a signed-in person to the login page: this is a form error instead.
-        await throttle.record_failure(user.email, address)
-        raise InvalidInput(MISMATCH_MESSAGE, errors={field: MISMATCH_MESSAGE}) from None
-
-
 async def done(message: str, target: str = "/account") -> WerkzeugResponse:
     """Redirect after a successful form post, with a message for the next page."""
     await flash(message, "success")
@@ -117,10 +105,7 @@ async def change_name(user: User) -> ResponseReturnValue:
 @token_required
 async def change_password(user: User) -> ResponseReturnValue:
     body = await form_input(ChangePasswordIn, TEMPLATE, **await page_context(user, "password"))
-    await confirm_password(user, body.current_password, "current_password")
-    db = request_session()
-    await set_password(db, services().hasher, user, body.new_password)
-    await services().sessions.revoke_all(db, user.id, keep=current_claims().session_id)
+    await account_actions.change_password(user, body.current_password, body.new_password)
     return await done("Password changed. Your other devices have been signed out.")
 
 
@@ -140,10 +125,7 @@ async def revoke_session(user: User, session_id: str) -> ResponseReturnValue:
 @token_required
 async def delete_account(user: User) -> ResponseReturnValue:
     body = await form_input(DeleteMeIn, TEMPLATE, **await page_context(user, "delete"))
-    await confirm_password(user, body.password, "password")
-    db = request_session()
-    await services().sessions.revoke_all(db, user.id)
-    await delete_user(db, user)
+    await account_actions.delete_account(user, body.password)
     response = await done("Your account has been deleted. Goodbye!", "/signup")
     clear_auth_cookies(response)
     return response
