@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import sys
 from collections.abc import Mapping
@@ -17,7 +16,8 @@ from . import db, mail_flows, openapi, security, services
 from .auth import token_required
 from .config import ConfigError, Settings, load_settings
 from .handlers import register_error_handlers
-from .memory import tune_malloc
+from .memory import tune_collector, tune_malloc
+from .routing import App
 from .schema import ensure_schema
 from .views import register_views
 
@@ -39,7 +39,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     """Build the app from the environment, with `config` (by variable name) taking precedence."""
     settings = load_settings(overrides=config)
     tune_malloc()  # before the hash pool or any SQLite thread starts
-    app = Quart(__name__, template_folder=str(template_folder()), static_folder="static")
+    app = App(__name__, template_folder=str(template_folder()), static_folder="static")
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
@@ -67,9 +67,7 @@ def _init_lifecycle(app: Quart, settings: Settings) -> None:
         if db.is_sqlite(settings.database_url):
             await ensure_schema(db.app_engine(app), settings.instance_path)
         app.extensions["cleanup_task"] = asyncio.create_task(_cleanup_forever(app))
-        # Start-up objects (modules, metadata, compiled SQL) live for good: keeping them out of
-        # the collector's generations makes each full collection, a latency spike, short.
-        gc.freeze()
+        tune_collector()
 
     @app.after_serving
     async def stop_cleanup() -> None:

@@ -1,13 +1,18 @@
-"""Process-wide allocator settings that keep one worker's resident memory small."""
+"""Process-wide memory settings: the malloc arenas and the cyclic garbage collector."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import sys
 
 M_ARENA_MAX = -8  # glibc mallopt parameter
 MALLOC_ARENAS = 1
+# Container allocations between young-generation collections (CPython's default is 700).
+# Above the ~25,000 live objects of 256 requests in flight, so steady keep-alive traffic,
+# which leaves no cyclic garbage (see routing.py), triggers no collection at all.
+YOUNG_COLLECTION_THRESHOLD = 50_000
 
 
 def tune_malloc() -> None:
@@ -22,3 +27,19 @@ def tune_malloc() -> None:
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None).mallopt(M_ARENA_MAX, MALLOC_ARENAS)
+
+
+def tune_collector() -> None:
+    """Keep the cyclic garbage collector off the request path; call once start-up is done.
+
+    Every collection walks the young objects, and those of the requests in flight are all
+    alive: at CPython's default threshold a worker with 256 connections spent 7 % of its CPU
+    collecting and promoted in-flight objects far enough to trigger full collections (bench/:
+    p99 at c256 4.9x the p99 at c64). Freezing keeps the start-up objects (modules, metadata,
+    compiled SQL) out of every later full collection. Garbage still arrives from clients that
+    close their connections (~35 objects each inside hypercorn); it is collected every ~1,400
+    such connections in one pause of ~30 ms.
+    """
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, oldest)
