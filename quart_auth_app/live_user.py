@@ -1,25 +1,28 @@
-"""The access check's one database round trip (the user behind a live login session), and login's.
+"""The access check's database read (the user behind a live login session), and login's.
 
 Every protected request runs this query, so it skips the ORM session (unit of work, identity
 map, pool checkout and a greenlet hop per driver call). On SQLite it runs on a dedicated
-aiosqlite connection: one thread hop per request, where an AsyncSession pays about five
-(cursor, execute, fetch, close, rollback on return). Nothing is cached: each call reads the
-committed state, so a logout committed by any worker is refused on the very next request.
+aiosqlite connection, and the checks of requests that arrive together share one statement and
+one thread hop: an AsyncSession paid about five hops per request (cursor, execute, fetch,
+close, rollback on return), and under load the hop itself was the costliest part of the read.
+Nothing is cached: each check reads the committed state after its request arrived, so a logout
+committed by any worker is refused on the very next request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import aiosqlite
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Select, and_, bindparam, func, literal_column, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.sql.elements import NamedColumn
+from sqlalchemy.sql.elements import ColumnClause, NamedColumn
 
 from .models import LoginSession, User
 
@@ -35,6 +38,24 @@ LIVE_USER = (
         LoginSession.revoked_at.is_(None),
         User.public_id == bindparam("public_id"),
     )
+)
+# The same check for a batch: a JSON array of [session id, public id] pairs, one row per pair
+# that names a live session (its index in the array first), each an indexed point read.
+FIRST: ColumnClause[str] = literal_column("'$[0]'")
+SECOND: ColumnClause[str] = literal_column("'$[1]'")
+WANTED = func.json_each(bindparam("batch")).table_valued("key", "value").alias("wanted")
+LIVE_USERS = (
+    select(WANTED.c.key, *(column for _, column in USER_FIELDS))
+    .select_from(WANTED)
+    .join(LoginSession, LoginSession.id == func.json_extract(WANTED.c.value, FIRST))
+    .join(
+        User,
+        and_(
+            User.id == LoginSession.user_id,
+            User.public_id == func.json_extract(WANTED.c.value, SECOND),
+        ),
+    )
+    .where(LoginSession.revoked_at.is_(None))
 )
 # The login's lookup, by the same Core path: no ORM session, commit or identity map.
 BY_EMAIL = select(*(column for _, column in USER_FIELDS)).where(
@@ -83,15 +104,16 @@ class CoreLookup:
 
 
 class SqliteLookup:
-    """SQLite: the statement compiled once, run on one autocommit aiosqlite connection.
+    """SQLite: the statements compiled once, run on one autocommit aiosqlite connection.
 
-    SQLite answers this indexed point read in microseconds, so one connection (one thread)
-    serves every request of the worker; WAL lets it read while others write.
+    SQLite answers these indexed point reads in microseconds, so one connection (one thread)
+    serves every request of the worker; WAL lets it read while others write. Checks wait in
+    `_waiting` while a batch is being read, and go together in the next one.
     """
 
     def __init__(self, engine: AsyncEngine, path: str) -> None:
         dialect = engine.dialect
-        self.live = _compiled(LIVE_USER, engine)
+        self.live = _compiled(LIVE_USERS, engine)
         self.by_email = _compiled(BY_EMAIL, engine)
         processors = [column.type.dialect_impl(dialect).result_processor(dialect, None)
                       for _, column in USER_FIELDS]  # fmt: skip
@@ -99,23 +121,58 @@ class SqliteLookup:
         self.path = path
         self._conn: aiosqlite.Connection | None = None
         self._opening = asyncio.Lock()
+        self._waiting: list[tuple[tuple[str, str], asyncio.Future[User | None]]] = []
+        self._reader: asyncio.Task[None] | None = None
 
     async def find(self, session_id: str, public_id: str) -> User | None:
-        return await self._one(self.live, {"session_id": session_id, "public_id": public_id})
+        future: asyncio.Future[User | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(((session_id, public_id), future))
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read_batches())
+        return await future
 
     async def find_by_email(self, email: str) -> User | None:
-        return await self._one(self.by_email, {"email": email.lower()})
-
-    async def _one(self, statement: tuple[str, list[str]], params: dict[str, str]) -> User | None:
         conn = self._conn or await self._open()
-        sql, order = statement
+        sql, order = self.by_email
+        params = {"email": email.lower()}
         rows = list(await conn.execute_fetchall(sql, [params[name] for name in order]))
-        if not rows:
-            return None
+        return self._user(rows[0]) if rows else None
+
+    async def _read_batches(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                await self._answer(batch)
+        finally:
+            self._reader = None
+
+    async def _answer(
+        self, batch: list[tuple[tuple[str, str], asyncio.Future[User | None]]]
+    ) -> None:
+        try:
+            conn = self._conn or await self._open()
+            params = {"batch": json.dumps([pair for pair, _ in batch])}
+            sql, order = self.live
+            rows = await conn.execute_fetchall(sql, [params[name] for name in order])
+        except BaseException as error:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        found = {row[0]: row[1:] for row in rows}
+        for index, (_, future) in enumerate(batch):
+            # A request cancelled while waiting (its client left) has a cancelled future.
+            if not future.done():
+                values = found.get(index)
+                future.set_result(None if values is None else self._user(values))
+
+    def _user(self, values: Sequence[Any]) -> User:
         return _user(
             [
                 value if proc is None else proc(value)
-                for proc, value in zip(self.processors, rows[0], strict=True)
+                for proc, value in zip(self.processors, values, strict=True)
             ]
         )
 

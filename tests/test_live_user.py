@@ -1,0 +1,99 @@
+"""The access check's read on SQLite: checks that arrive together share one batched statement."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from quart import Quart
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from quart_auth_app.live_user import SqliteLookup
+from quart_auth_app.testing import app_services, make_user, sign_in
+
+from .conftest import bearer
+
+# The batched read is SQLite's; PostgreSQL runs the plain Core statement per check.
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+async def session_of(app: Quart, user: Any) -> tuple[str, str]:
+    """(session id, public id) of a new login session of the user."""
+    tokens = await sign_in(app, user)
+    claims = app_services(app).tokens.verify(tokens.access_token, "access")
+    return claims.session_id, claims.public_id
+
+
+@SQLITE_ONLY
+async def test_checks_that_arrive_together_each_get_their_own_answer(app: Quart) -> None:
+    lookup = app_services(app).sessions.lookup
+    assert isinstance(lookup, SqliteLookup)
+    ann, bob = await make_user(app, name="Ann"), await make_user(app, name="Bob")
+    ann_sessions = [await session_of(app, ann) for _ in range(5)]
+    bob_session = await session_of(app, bob)
+    async with app.extensions["db_sessions"]() as db:
+        assert await app_services(app).sessions.revoke(db, ann.id, ann_sessions[0][0])
+        await db.commit()
+
+    asks = [
+        *ann_sessions,
+        bob_session,
+        (bob_session[0], ann.public_id),  # Bob's session presented with Ann's public id
+        ("no-such-session", ann.public_id),
+    ] * 3
+    answers = await asyncio.gather(*(lookup.find(sid, public_id) for sid, public_id in asks))
+
+    names = [None if user is None else user.name for user in answers]
+    assert names == [None, "Ann", "Ann", "Ann", "Ann", "Bob", None, None] * 3
+
+
+@SQLITE_ONLY
+async def test_a_logout_is_refused_by_the_very_next_batch(app: Quart, client: Any) -> None:
+    user = await make_user(app, name="Ann")
+    tokens = [await sign_in(app, user) for _ in range(4)]
+    responses = await asyncio.gather(
+        *(client.get("/dashboard", headers=bearer(t.access_token)) for t in tokens)
+    )
+    assert [r.status_code for r in responses] == [200] * 4
+
+    logout = await client.post("/logout", headers=bearer(tokens[0].access_token))
+    assert logout.status_code == 200
+    responses = await asyncio.gather(
+        *(client.get("/dashboard", headers=bearer(t.access_token)) for t in tokens)
+    )
+    assert [r.status_code for r in responses] == [401, 200, 200, 200]
+
+
+async def test_a_failed_read_reaches_every_waiting_check(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    sqlite3.connect(path).close()  # a database without the tables
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+    lookup = SqliteLookup(engine, str(path))
+    try:
+        results = await asyncio.gather(
+            *(lookup.find(f"s{i}", "p") for i in range(5)), return_exceptions=True
+        )
+        assert all(isinstance(r, sqlite3.OperationalError) for r in results), results
+        # The next checks start a new batch rather than waiting on the failed one.
+        with pytest.raises(sqlite3.OperationalError):
+            await lookup.find("s", "p")
+    finally:
+        await lookup.close()
+        await engine.dispose()
+
+
+@SQLITE_ONLY
+async def test_a_cancelled_check_leaves_the_others_answered(app: Quart) -> None:
+    lookup = app_services(app).sessions.lookup
+    user = await make_user(app, name="Ann")
+    sid, public_id = await session_of(app, user)
+    leaving = asyncio.ensure_future(lookup.find(sid, public_id))
+    staying = asyncio.ensure_future(lookup.find(sid, public_id))
+    await asyncio.sleep(0)
+    leaving.cancel()
+    found = await staying
+    assert found is not None and found.name == "Ann"
+    assert leaving.cancelled()
