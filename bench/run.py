@@ -37,6 +37,15 @@ TUTORIAL_VENV = BENCH / ".venv-tutorial"
 SECRET = "benchmark-secret-key-0123456789abcdefghijklmnop"
 PASSWORD = "benchmark passphrase"  # as in bench/seed.py
 WRK_THREADS = 2
+# Every run starts on idle servers: wrk stops mid-request, and what its closed connections left
+# in flight (256 requests at c = 256, seconds of work for logins) would otherwise be served
+# during the next run, and at c = 256 that leftover alone is over 1 % of a run's requests.
+IDLE_PROBE_SECONDS = 0.25
+IDLE_CPU_SHARE = 0.1  # below this share of one CPU over a probe, a server counts as idle
+SETTLE_LIMIT_SECONDS = 15.0
+# Then a short run at the same concurrency warms the server (its caches, the database pages in
+# the OS page cache) after serving other scenarios; the measured run follows once it settles.
+WARMUP_SECONDS = 2.0
 MEMORY_LIMIT_MB = 150
 
 ARGON2_SETTINGS = [  # (memory KiB, time cost, parallelism): OWASP's list, then a "strong" one
@@ -247,8 +256,18 @@ class Bench:
         self.results.setdefault(key, []).append(result)
         return result
 
-    def run_wrk(self, server: str, conc: int, script: list[str], **kw: Any) -> dict[str, Any]:
+    def run_wrk(
+        self, server: str, conc: int, script: list[str], *, settle: bool = True, **kw: Any
+    ) -> dict[str, Any]:
+        """One measured wrk run; settle=False when another load is meant to run alongside."""
         cpu = kw.pop("cpu", self.args.client_cpu)
+        if script[0] != "refresh":  # refresh tokens are single-use: the pool has none to spare
+            if settle:
+                self.settle()
+            warmup = wrk(self.servers[server].port, conc, WARMUP_SECONDS, script, cpu=cpu, **kw)
+            self.app_requests += wrk_result(warmup)["requests"] if server == "app" else 0
+        if settle:
+            self.settle()
         before = self.servers[server].cpu_seconds()
         result = wrk_result(
             wrk(self.servers[server].port, conc, self.args.duration, script, cpu=cpu, **kw)
@@ -258,6 +277,18 @@ class Bench:
         if server == "app":
             self.app_requests += result["requests"]
         return result
+
+    def settle(self) -> None:
+        """Wait until every server has finished what earlier runs left in flight."""
+        deadline = time.monotonic() + SETTLE_LIMIT_SECONDS
+        last = sum(server.cpu_seconds() for server in self.servers.values())
+        while time.monotonic() < deadline:
+            time.sleep(IDLE_PROBE_SECONDS)
+            now = sum(server.cpu_seconds() for server in self.servers.values())
+            if now - last < IDLE_PROBE_SECONDS * IDLE_CPU_SHARE:
+                return
+            last = now
+        say(f"servers still busy after {SETTLE_LIMIT_SECONDS:.0f} s; measuring anyway")
 
     def seed(self, *command: str) -> None:
         subprocess.run(
@@ -318,6 +349,7 @@ class Bench:
     def login_runs(self, r: int, users: str) -> None:
         say(f"round {r + 1}: argon2 verify rate, POST /login, /dashboard under a login flood")
         m, t, p = self.argon2_params()
+        self.settle()  # the raw rate, too, is measured on an idle CPU
         rate, cpu_us = self.argon2_cpu_us(m, t, p, min(self.args.duration, 5))
         self.record("argon2", r, {"rps": rate, "cpu_us": cpu_us, "params": [m, t, p]})
         login = self.run_wrk("app", self.args.login_concurrency, ["login", users, PASSWORD],
@@ -327,11 +359,12 @@ class Bench:
         login["cpu_ratio"] = cpu_us / login["cpu_us"]
         self.record(f"login@{self.args.login_concurrency}", r, login)
         quiet = self.run_wrk("app", 64, ["bearer", users, "/dashboard"])
+        self.settle()
         flood = wrk(self.servers["app"].port, self.args.flood_concurrency,
-                    self.args.duration + 3, ["login", users, PASSWORD],
+                    self.args.duration + WARMUP_SECONDS + 3, ["login", users, PASSWORD],
                     cpu=self.args.client_cpu, timeout=30)  # fmt: skip
         time.sleep(1.5)  # let the flood fill the hash pool first
-        loaded = self.run_wrk("app", 64, ["bearer", users, "/dashboard"])
+        loaded = self.run_wrk("app", 64, ["bearer", users, "/dashboard"], settle=False)
         flood_result = wrk_result(flood)
         self.app_requests += flood_result["requests"]
         loaded["ratio_to_unloaded"] = loaded["rps"] / quiet["rps"]
