@@ -9,8 +9,8 @@ from __future__ import annotations
 from quart import jsonify
 from quart.typing import ResponseReturnValue
 
+from quart_auth_app.application import App
 from quart_auth_app.memory import tune_collector
-from quart_auth_app.routing import App
 
 app = App(__name__)
 app.before_serving(tune_collector)

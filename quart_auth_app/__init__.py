@@ -13,11 +13,11 @@ from typing import Any
 from quart import Quart
 
 from . import db, mail_flows, openapi, security, services
+from .application import App
 from .auth import token_required
 from .config import ConfigError, Settings, load_settings
 from .handlers import register_error_handlers
 from .memory import tune_collector, tune_malloc
-from .routing import App
 from .schema import ensure_schema
 from .views import register_views
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import Any
 
-from quart import Quart
 from quart.routing import QuartMap
 from werkzeug.routing import Rule
 from werkzeug.routing.matcher import StateMachineMatcher
@@ -61,9 +60,3 @@ class StaticRouteMap(QuartMap):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._matcher = StaticRouteMatcher(self._matcher.merge_slashes)
-
-
-class App(Quart):
-    """Quart with :class:`StaticRouteMap`; every other behaviour is Quart's."""
-
-    url_map_class = StaticRouteMap

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from quart import Quart
 
-from quart_auth_app.routing import App
+from quart_auth_app.application import App
 
 from .conftest import bearer
 
