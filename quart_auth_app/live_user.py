@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnClause, NamedColumn
 
+from .db import SQLITE_BUSY_TIMEOUT_MS, SQLITE_CACHE_KIB
 from .models import LoginSession, User
 
 # (attribute, column) of every mapped User column: the row becomes a detached User.
@@ -61,7 +62,6 @@ LIVE_USERS = (
 BY_EMAIL = select(*(column for _, column in USER_FIELDS)).where(
     func.lower(User.email) == bindparam("email")
 )
-SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
 class LiveUserLookup(Protocol):
@@ -182,6 +182,7 @@ class SqliteLookup:
             if self._conn is None:
                 conn = await aiosqlite.connect(self.path, isolation_level=None)
                 await conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+                await conn.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
                 await conn.execute("PRAGMA query_only=ON")
                 self._conn = conn
             return self._conn

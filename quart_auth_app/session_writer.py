@@ -19,7 +19,8 @@ import aiosqlite
 from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .live_user import SQLITE_BUSY_TIMEOUT_MS, sqlite_file
+from .db import SQLITE_BUSY_TIMEOUT_MS, SQLITE_CACHE_KIB
+from .live_user import sqlite_file
 
 Row = Mapping[str, Any]
 
@@ -75,6 +76,7 @@ class SqliteSessionWriter:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
         for pragma in (
             f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+            f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}",
             "PRAGMA foreign_keys=ON",
             "PRAGMA synchronous=NORMAL",
         ):
