@@ -23,6 +23,13 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 # connections (the pool, the login writer, the access-check reader) and the OS page cache
 # holds the same pages anyway: at 2 MiB each they were ~10 MB of one worker's resident memory.
 SQLITE_CACHE_KIB = 512
+# Every connection the app opens to SQLite: the pool's, the login writer's, the reader's.
+SQLITE_PRAGMAS = (
+    f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+    f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA synchronous=NORMAL",
+)
 
 
 def is_sqlite(url: str) -> bool:
@@ -73,10 +80,8 @@ def _unique_statement_name() -> str:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    for pragma in SQLITE_PRAGMAS:
+        cursor.execute(pragma)
     cursor.close()
 
 
@@ -104,8 +109,9 @@ def init_app(app: Quart, settings: Settings) -> None:
     async def close_session(_exc: BaseException | None) -> None:
         session: AsyncSession | None = g.pop("db_session", None)
         if session is not None:
-            # Shielded: a client that disconnects cancels its request, and a rollback cut short
-            # leaves an SQLite connection holding the write lock (seen under bench/ load).
+            # Shielded: requests are no longer cancelled when clients leave (application.py),
+            # but a shutdown still cancels them, and a rollback cut short leaves an SQLite
+            # connection holding the write lock.
             await asyncio.shield(session.close())
 
 

@@ -24,9 +24,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnClause, NamedColumn
 
-from .db import SQLITE_BUSY_TIMEOUT_MS, SQLITE_CACHE_KIB
+from .db import SQLITE_PRAGMAS
 from .models import LoginSession, User
 
+# Checks waiting for the next batch read: (session id, public id) and the answer to come.
+Batch = list[tuple[tuple[str, str], "asyncio.Future[User | None]"]]
 # (attribute, column) of every mapped User column: the row becomes a detached User.
 USER_FIELDS: tuple[tuple[str, NamedColumn[Any]], ...] = tuple(
     (prop.key, prop.columns[0]) for prop in User.__mapper__.column_attrs
@@ -121,7 +123,7 @@ class SqliteLookup:
         self.path = path
         self._conn: aiosqlite.Connection | None = None
         self._opening = asyncio.Lock()
-        self._waiting: list[tuple[tuple[str, str], asyncio.Future[User | None]]] = []
+        self._waiting: Batch = []
         self._reader: asyncio.Task[None] | None = None
 
     async def find(self, session_id: str, public_id: str) -> User | None:
@@ -136,7 +138,7 @@ class SqliteLookup:
         sql, order = self.by_email
         params = {"email": email.lower()}
         rows = list(await conn.execute_fetchall(sql, [params[name] for name in order]))
-        return self._user(rows[0]) if rows else None
+        return self._processed_user(rows[0]) if rows else None
 
     async def _read_batches(self) -> None:
         try:
@@ -146,9 +148,7 @@ class SqliteLookup:
         finally:
             self._reader = None
 
-    async def _answer(
-        self, batch: list[tuple[tuple[str, str], asyncio.Future[User | None]]]
-    ) -> None:
+    async def _answer(self, batch: Batch) -> None:
         try:
             conn = self._conn or await self._open()
             params = {"batch": json.dumps([pair for pair, _ in batch])}
@@ -166,9 +166,9 @@ class SqliteLookup:
             # A request cancelled while waiting (its client left) has a cancelled future.
             if not future.done():
                 values = found.get(index)
-                future.set_result(None if values is None else self._user(values))
+                future.set_result(None if values is None else self._processed_user(values))
 
-    def _user(self, values: Sequence[Any]) -> User:
+    def _processed_user(self, values: Sequence[Any]) -> User:
         return _user(
             [
                 value if proc is None else proc(value)
@@ -181,9 +181,8 @@ class SqliteLookup:
         async with self._opening:
             if self._conn is None:
                 conn = await aiosqlite.connect(self.path, isolation_level=None)
-                await conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-                await conn.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
-                await conn.execute("PRAGMA query_only=ON")
+                for pragma in (*SQLITE_PRAGMAS, "PRAGMA query_only=ON"):
+                    await conn.execute(pragma)
                 self._conn = conn
             return self._conn
 

@@ -19,7 +19,7 @@ import aiosqlite
 from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .db import SQLITE_BUSY_TIMEOUT_MS, SQLITE_CACHE_KIB
+from .db import SQLITE_PRAGMAS
 from .live_user import sqlite_file
 
 Row = Mapping[str, Any]
@@ -71,15 +71,9 @@ class SqliteSessionWriter:
                 raise
 
     async def _open(self) -> aiosqlite.Connection:
-        # Opened on first use (under the lock): the schema exists by then. Same pragmas as
-        # the engine's connections (db._sqlite_pragmas).
+        # Opened on first use (under the lock): the schema exists by then.
         conn = await aiosqlite.connect(self.path, isolation_level=None)
-        for pragma in (
-            f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
-            f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}",
-            "PRAGMA foreign_keys=ON",
-            "PRAGMA synchronous=NORMAL",
-        ):
+        for pragma in SQLITE_PRAGMAS:
             await conn.execute(pragma)
         self._conn = conn
         return conn

@@ -31,6 +31,8 @@ FAST_HASHING = {"ARGON2_MEMORY_COST": "8192", "ARGON2_TIME_COST": "1"}
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 
 BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
+# For tests of SQLite-only machinery (the batched reader, its write lock).
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 def pytest_report_header() -> list[str]:

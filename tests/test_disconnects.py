@@ -17,7 +17,7 @@ from quart_auth_app.db import request_session
 from quart_auth_app.models import User
 from quart_auth_app.testing import make_user
 
-SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+from .conftest import SQLITE_ONLY
 
 
 @dataclass

@@ -14,10 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from quart_auth_app.live_user import SqliteLookup
 from quart_auth_app.testing import app_services, make_user, sign_in
 
-from .conftest import bearer
-
-# The batched read is SQLite's; PostgreSQL runs the plain Core statement per check.
-SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+from .conftest import SQLITE_ONLY, bearer
 
 
 async def session_of(app: Quart, user: Any) -> tuple[str, str]:
