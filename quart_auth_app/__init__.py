@@ -17,7 +17,7 @@ from .application import App
 from .auth import token_required
 from .config import ConfigError, Settings, load_settings
 from .handlers import register_error_handlers
-from .memory import tune_collector, tune_malloc
+from .memory import tune_collector
 from .schema import ensure_schema
 from .views import register_views
 
@@ -38,7 +38,6 @@ def template_folder() -> Path:
 def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     """Build the app from the environment, with `config` (by variable name) taking precedence."""
     settings = load_settings(overrides=config)
-    tune_malloc()  # before the hash pool or any SQLite thread starts
     app = App(__name__, template_folder=str(template_folder()), static_folder="static")
     app.config.update(
         SECRET_KEY=settings.secret_key,

@@ -1,14 +1,9 @@
-"""Process-wide memory settings: the malloc arenas and the cyclic garbage collector."""
+"""Process-wide memory settings: the cyclic garbage collector."""
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import gc
-import sys
 
-M_ARENA_MAX = -8  # glibc mallopt parameter
-MALLOC_ARENAS = 1
 # Container allocations between young-generation collections (CPython's default is 700).
 # Above the ~25,000 live objects of 256 requests in flight, so steady keep-alive traffic,
 # which leaves no cyclic garbage (see routing.py), triggers no collection at all.
@@ -18,20 +13,6 @@ YOUNG_COLLECTION_THRESHOLD = 50_000
 # closes) is freed after ~200,000 allocations, where CPython's defaults wait 70,000. With
 # the defaults' 10 and 10, it waited 5,000,000 and a worker grew past 160 MB in bench/.
 OLDER_COLLECTION_THRESHOLD = 1
-
-
-def tune_malloc() -> None:
-    """Let glibc keep one malloc arena for all threads; call before any worker thread starts.
-
-    Each thread that allocates (hash pool, SQLite connections) otherwise gets an arena of its
-    own, and every arena keeps what it freed: after a login flood each held its own 19 MiB
-    argon2id working block. With one arena that block is reused by every hash (bench/: peak
-    RSS 169 -> 148 MB). A fixed mmap threshold would return it instead, but re-faulting
-    19 MiB per login cost a third of the login rate.
-    """
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None).mallopt(M_ARENA_MAX, MALLOC_ARENAS)
 
 
 def tune_collector() -> None:

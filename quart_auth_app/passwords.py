@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from passlib.context import CryptContext
 from werkzeug.security import check_password_hash
+
+from .argon2_blocks import argon2_raw
 
 # Hashes made by the Flask tutorial (werkzeug) are checked with werkzeug itself, then upgraded.
 WERKZEUG_PREFIXES = ("pbkdf2:", "scrypt:")
@@ -50,11 +53,15 @@ class PasswordHasher:
         # argon2-cffi releases the GIL; the semaphore bounds queued work so a login flood
         # waits in line instead of piling up threads or memory.
         self._slots = asyncio.Semaphore(size * 4)
-        self._dummy_hash = self._context.hash("dummy password for unknown accounts")
+        self._argon2 = self._context.handler("argon2")
+        # Costs what a real verification costs and matches no password: a random digest.
+        dummy = self._argon2(use_defaults=True)
+        dummy.checksum = os.urandom(dummy.checksum_size)
+        self._dummy_hash: str = dummy.to_string()
 
     async def hash(self, password: str) -> str:
         """Hash a password with the current argon2id parameters."""
-        return await self._run(self._context.hash, password)
+        return await self._run(self._hash_sync, password)
 
     async def verify(self, password: str, stored: str) -> Verification:
         """Check a password against a stored hash (argon2 or werkzeug)."""
@@ -72,10 +79,37 @@ class PasswordHasher:
         if stored.startswith(WERKZEUG_PREFIXES):
             return Verification(check_password_hash(stored, password), needs_update=True)
         try:
-            ok = bool(self._context.verify(password, stored))
-        except (ValueError, TypeError):
+            ok = self._argon2_matches(password, stored)
+        except (ValueError, TypeError, NotImplementedError):
             return Verification(False)
         return Verification(ok, ok and bool(self._context.needs_update(stored)))
+
+    def _hash_sync(self, password: str) -> str:
+        record = self._argon2(use_defaults=True)  # a fresh salt, the configured cost
+        record.checksum = self._digest(password, record)
+        return str(record.to_string())
+
+    def _argon2_matches(self, password: str, stored: str) -> bool:
+        record = self._argon2.from_string(stored)
+        if record.data or not record.checksum:  # associated data, or no digest: never made here
+            return False
+        return hmac.compare_digest(
+            self._digest(password, record, len(record.checksum)), record.checksum
+        )
+
+    @staticmethod
+    def _digest(password: str, record: Any, hash_len: int | None = None) -> bytes:
+        """argon2 of the password with the salt and cost of a passlib hash record."""
+        return argon2_raw(
+            password.encode(),
+            record.salt,
+            variant=record.type,
+            time_cost=record.rounds,
+            memory_cost=record.memory_cost,
+            parallelism=record.parallelism,
+            hash_len=hash_len or record.checksum_size,
+            version=record.version,
+        )
 
     async def _run(self, func: Callable[..., R], *args: str) -> R:
         async with self._slots:

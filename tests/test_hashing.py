@@ -39,16 +39,16 @@ def app_config(app_config: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def spy(app: Quart, monkeypatch: pytest.MonkeyPatch) -> Spy:
-    context = app_services(app).hasher._context
-    real_verify = context.verify
+    hasher = app_services(app).hasher
+    real_matches = hasher._argon2_matches
     recorded = Spy()
 
-    def verify(secret: str, stored: str, *args: Any, **kwargs: Any) -> Any:
+    def matches(secret: str, stored: str) -> bool:
         recorded.hashes.append(stored)
         recorded.threads.append(threading.get_ident())
-        return real_verify(secret, stored, *args, **kwargs)
+        return real_matches(secret, stored)
 
-    monkeypatch.setattr(context, "verify", verify)
+    monkeypatch.setattr(hasher, "_argon2_matches", matches)
     return recorded
 
 
