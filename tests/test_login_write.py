@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+import sqlite3
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from quart_auth_app.db import app_engine
 from quart_auth_app.models import LoginSession, RefreshToken
-from quart_auth_app.testing import DEFAULT_PASSWORD
+from quart_auth_app.session_writer import SqliteSessionWriter
+from quart_auth_app.testing import DEFAULT_PASSWORD, app_services
 from quart_auth_app.tokens import token_digest
+
+from .conftest import SQLITE_ONLY
 
 
 async def test_login_session_and_refresh_digest_read_back_through_the_orm(
@@ -49,3 +55,71 @@ async def test_on_an_sqlite_file_login_writes_through_the_dedicated_connection(a
     services: Services = app.extensions["services"]
     sqlite = app_engine(app).url.get_backend_name() == "sqlite"
     assert (services.sessions.writer is not None) == sqlite
+
+
+def writer_of(app: Any) -> SqliteSessionWriter:
+    writer = app_services(app).sessions.writer
+    assert isinstance(writer, SqliteSessionWriter)
+    return writer
+
+
+def rows(user_id: int, session_id: str, digest: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    now = datetime.now(UTC)
+    session = {
+        "id": session_id,
+        "user_id": user_id,
+        "created_at": now,
+        "last_used_at": now,
+        "expires_at": now + timedelta(days=1),
+        "revoked_at": None,
+        "user_agent": None,
+        "client_address": None,
+    }
+    token = {"digest": digest, "session_id": session_id, "expires_at": now, "used_at": None}
+    return session, token
+
+
+async def stored_sessions(app: Any) -> list[str]:
+    async with app_engine(app).connect() as conn:
+        return list((await conn.execute(select(LoginSession.id))).scalars())
+
+
+@SQLITE_ONLY
+async def test_a_failed_token_insert_leaves_no_session_behind(app: Any, user: Any) -> None:
+    writer = writer_of(app)
+    await writer.insert(*rows(user.id, "first", b"d" * 32))
+    with pytest.raises(sqlite3.IntegrityError):  # the digest is already stored
+        await writer.insert(*rows(user.id, "second", b"d" * 32))
+    assert await stored_sessions(app) == ["first"]
+    await writer.insert(*rows(user.id, "third", b"e" * 32))  # the connection is usable after
+    assert sorted(await stored_sessions(app)) == ["first", "third"]
+
+
+@SQLITE_ONLY
+async def test_the_writer_waits_for_another_writer_instead_of_failing(app: Any, user: Any) -> None:
+    writer = writer_of(app)
+    other = sqlite3.connect(writer.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds SQLite's write lock
+    pending = asyncio.create_task(writer.insert(*rows(user.id, "waited", b"w" * 32)))
+    await asyncio.sleep(0.3)
+    assert not pending.done()
+    other.execute("COMMIT")
+    other.close()
+    await pending
+    assert await stored_sessions(app) == ["waited"]
+
+
+@SQLITE_ONLY
+async def test_a_cancelled_login_still_commits_the_write_it_started(app: Any, user: Any) -> None:
+    writer = writer_of(app)
+    other = sqlite3.connect(writer.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    pending = asyncio.create_task(writer.insert(*rows(user.id, "started", b"s" * 32)))
+    await asyncio.sleep(0.2)  # the writer's thread is inside BEGIN IMMEDIATE, waiting
+    pending.cancel()
+    other.execute("COMMIT")
+    other.close()
+    with pytest.raises(asyncio.CancelledError):
+        await pending
+    await writer.insert(*rows(user.id, "next", b"n" * 32))  # runs after the started one
+    assert sorted(await stored_sessions(app)) == ["next", "started"]
