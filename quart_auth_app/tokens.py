@@ -24,6 +24,9 @@ from .config import ConfigError, Settings
 
 TokenType = Literal["access", "refresh"]
 MAX_TOKEN_BYTES = 8192
+# Header segments seen on verified tokens; a handful exist (one per key id), and only a
+# signature made with one of our keys adds one, so the bound is a formality.
+KNOWN_HEADERS_LIMIT = 64
 REQUIRED_CLAIMS = ["sub", "public_id", "iat", "nbf", "exp", "jti", "type", "iss", "sid"]
 
 
@@ -153,6 +156,7 @@ class TokenService:
         }
         self.leeway = settings.jwt_leeway_seconds
         self._jwt = jwt.PyJWT()
+        self._known_headers: dict[str, Any] = {}
 
     def issue(
         self, public_id: str, session_id: str, token_type: TokenType, **extra: Any
@@ -193,11 +197,9 @@ class TokenService:
         # Refused before any decoding work; a JWT is base64url and dots, so ASCII only.
         if len(token) > MAX_TOKEN_BYTES or not token.isascii():
             raise InvalidToken("token too large or not ASCII")
+        header = token.partition(".")[0]
         try:
-            kid = jwt.get_unverified_header(token).get("kid")
-            key = self.keys.verifying.get(kid) if isinstance(kid, str) else None
-            if key is None:
-                raise InvalidToken("unknown key id")
+            key = self._known_headers.get(header) or self._key_named_in(token)
             payload: dict[str, Any] = self._jwt.decode(
                 token,
                 key,
@@ -209,7 +211,21 @@ class TokenService:
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise InvalidToken(str(exc)) from exc
         _check_shapes(payload)
+        if len(self._known_headers) < KNOWN_HEADERS_LIMIT:
+            self._known_headers[header] = key
         return payload
+
+    def _key_named_in(self, token: str) -> Any:
+        """The verifying key the token's header names (its `kid`), else InvalidToken.
+
+        PyJWT decodes the whole token to read the header, and decode() does it again; a
+        header segment already seen on a verified token skips this first pass.
+        """
+        kid = jwt.get_unverified_header(token).get("kid")
+        key = self.keys.verifying.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise InvalidToken("unknown key id")
+        return key
 
 
 def _check_shapes(payload: dict[str, Any]) -> None:

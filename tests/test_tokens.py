@@ -243,3 +243,29 @@ def test_only_a_digest_of_a_token_is_kept() -> None:
     digest = token_digest("header.payload.signature")
     assert len(digest) == 32 and b"payload" not in digest
     assert digest == token_digest("header.payload.signature") != token_digest("header.payload.x")
+
+
+def test_a_header_seen_before_still_gets_every_check(service: TokenService) -> None:
+    good = service.issue("pid", "sid", "access").token
+    service.verify(good, "access")  # its header segment is now known
+    header, payload, signature = good.split(".")
+
+    def signed(claims: dict[str, Any], secret: str) -> str:
+        """A token with the very header segment of `good`, claims and key of our choosing."""
+        signing_input = f"{header}.{b64(json.dumps(claims).encode())}"
+        digest = hmac.new(secret.encode(), signing_input.encode(), "sha256").digest()
+        return f"{signing_input}.{b64(digest)}"
+
+    claims = unverified(good)
+    now = int(time.time())
+    refused = [
+        f"{header}.{b64(json.dumps({**claims, 'sub': 'x', 'public_id': 'x'}).encode())}.{signature}",
+        f"{header}.{payload}.{signature[:-4]}AAAA",
+        signed(claims, SECRET[::-1]),
+        signed({**claims, "iat": now - 7200, "nbf": now - 7200, "exp": now - 3600}, SECRET),
+        signed({**claims, "iss": "someone-else"}, SECRET),
+    ]
+    for token in refused:
+        with pytest.raises(InvalidToken):
+            service.verify(token, "access")
+    assert service.verify(signed(claims, SECRET), "access").public_id == "pid"
