@@ -13,7 +13,7 @@ from sqlalchemy import select
 from quart_auth_app.db import app_engine
 from quart_auth_app.models import LoginSession, RefreshToken
 from quart_auth_app.session_writer import SqliteSessionWriter
-from quart_auth_app.testing import DEFAULT_PASSWORD, app_services
+from quart_auth_app.testing import DEFAULT_PASSWORD, app_services, sign_in
 from quart_auth_app.tokens import token_digest
 
 from .conftest import SQLITE_ONLY
@@ -123,3 +123,24 @@ async def test_a_cancelled_login_still_commits_the_write_it_started(app: Any, us
         await pending
     await writer.insert(*rows(user.id, "next", b"n" * 32))  # runs after the started one
     assert sorted(await stored_sessions(app)) == ["next", "started"]
+
+
+@SQLITE_ONLY
+async def test_logins_and_refreshes_wait_for_the_workers_write_turn(
+    app: Any, client: Any, user: Any
+) -> None:
+    first = await sign_in(app, user)
+    turn = writer_of(app).turn
+    async with turn:  # another write of this worker is under way
+        login = asyncio.create_task(
+            client.post("/login", json={"email": user.email, "password": DEFAULT_PASSWORD})
+        )
+        refresh = asyncio.create_task(
+            client.post("/token/refresh", json={"refresh_token": first.refresh_token})
+        )
+        await asyncio.sleep(0.5)  # a login's hash is done by now (8 MiB in the tests)
+        assert not login.done() and not refresh.done()
+        assert len(await stored_sessions(app)) == 1  # nothing was written meanwhile
+    assert (await login).status_code == 200
+    assert (await refresh).status_code == 200
+    assert len(await stored_sessions(app)) == 2
