@@ -1,4 +1,8 @@
-"""Password hashing with argon2id through passlib, always off the event loop, in a bounded pool."""
+"""Password hashing with argon2id, always off the event loop, in a bounded pool.
+
+passlib parses, formats and judges the hashes (`needs_update`); libargon2 computes them in the
+hash thread's own working block (argon2_blocks.py).
+"""
 
 from __future__ import annotations
 
@@ -86,7 +90,7 @@ class PasswordHasher:
 
     def _hash_sync(self, password: str) -> str:
         record = self._argon2(use_defaults=True)  # a fresh salt, the configured cost
-        record.checksum = self._digest(password, record)
+        record.checksum = self._digest(password, record, record.checksum_size)
         return str(record.to_string())
 
     def _argon2_matches(self, password: str, stored: str) -> bool:
@@ -98,7 +102,7 @@ class PasswordHasher:
         )
 
     @staticmethod
-    def _digest(password: str, record: Any, hash_len: int | None = None) -> bytes:
+    def _digest(password: str, record: Any, hash_len: int) -> bytes:
         """argon2 of the password with the salt and cost of a passlib hash record."""
         return argon2_raw(
             password.encode(),
@@ -107,7 +111,7 @@ class PasswordHasher:
             time_cost=record.rounds,
             memory_cost=record.memory_cost,
             parallelism=record.parallelism,
-            hash_len=hash_len or record.checksum_size,
+            hash_len=hash_len,
             version=record.version,
         )
 
