@@ -108,7 +108,9 @@ def init_app(app: Quart, settings: Settings) -> None:
     @app.teardown_appcontext
     async def close_session(_exc: BaseException | None) -> None:
         session: AsyncSession | None = g.pop("db_session", None)
-        if session is not None:
+        # A session holds a connection only inside a transaction; one never used, or whose
+        # last transaction ended, has nothing to give back (closing it cost ~45 µs a request).
+        if session is not None and session.in_transaction():
             # Shielded: requests are no longer cancelled when clients leave (application.py),
             # but a shutdown still cancels them, and a rollback cut short leaves an SQLite
             # connection holding the write lock.
