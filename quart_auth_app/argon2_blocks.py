@@ -18,8 +18,6 @@ from typing import Any
 from _argon2_cffi_bindings import ffi, lib
 from argon2.low_level import ARGON2_VERSION, Type, core, error_to_str
 
-ARGON2_TYPES = {"i": Type.I, "d": Type.D, "id": Type.ID}
-
 
 class _ThreadBlock(threading.local):
     """The calling thread's working block and its C address (kept alive together)."""
@@ -99,7 +97,7 @@ def argon2_raw(
             "flags": lib.ARGON2_DEFAULT_FLAGS,
         },
     )
-    status = core(context, ARGON2_TYPES[variant].value)
+    status = core(context, Type[variant.upper()].value)
     if status != lib.ARGON2_OK:
         raise ValueError(f"argon2: {error_to_str(status)}")
     return bytes(ffi.buffer(out, hash_len))

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiosqlite
-from sqlalchemy import Select, and_, bindparam, func, literal_column, select
+from sqlalchemy import Insert, Select, and_, bindparam, func, literal_column, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.sql.elements import ColumnClause, NamedColumn
 
 from .db import SQLITE_PRAGMAS
@@ -82,6 +82,15 @@ def _user(values: Sequence[Any]) -> User:
     return User(**{key: value for (key, _), value in zip(USER_FIELDS, values, strict=True)})
 
 
+async def read_live_user(
+    db: AsyncConnection | AsyncSession, session_id: str, public_id: str
+) -> User | None:
+    """The user of an unrevoked session, read on the caller's connection or session."""
+    params = {"session_id": session_id, "public_id": public_id}
+    row = (await db.execute(LIVE_USER, params)).first()
+    return None if row is None else _user(row)
+
+
 class CoreLookup:
     """Any backend: the Core statement on a pooled connection, no ORM session."""
 
@@ -90,11 +99,7 @@ class CoreLookup:
 
     async def find(self, session_id: str, public_id: str) -> User | None:
         async with self.engine.connect() as conn:
-            result = await conn.execute(
-                LIVE_USER, {"session_id": session_id, "public_id": public_id}
-            )
-            row = result.first()
-        return None if row is None else _user(row)
+            return await read_live_user(conn, session_id, public_id)
 
     async def find_by_email(self, email: str) -> User | None:
         async with self.engine.connect() as conn:
@@ -115,8 +120,8 @@ class SqliteLookup:
 
     def __init__(self, engine: AsyncEngine, path: str) -> None:
         dialect = engine.dialect
-        self.live = _compiled(LIVE_USERS, engine)
-        self.by_email = _compiled(BY_EMAIL, engine)
+        self.live = compiled_sql(LIVE_USERS, engine)
+        self.by_email = compiled_sql(BY_EMAIL, engine)
         processors = [column.type.dialect_impl(dialect).result_processor(dialect, None)
                       for _, column in USER_FIELDS]  # fmt: skip
         self.processors: list[Callable[[Any], Any] | None] = list(processors)
@@ -193,7 +198,7 @@ class SqliteLookup:
                 await conn.close()
 
 
-def _compiled(statement: Select[Any], engine: AsyncEngine) -> tuple[str, list[str]]:
+def compiled_sql(statement: Select[Any] | Insert, engine: AsyncEngine) -> tuple[str, list[str]]:
     """SQL text and the order of its positional parameters, compiled once."""
     compiled = statement.compile(dialect=engine.dialect)
     return str(compiled), list(compiled.positiontup or [])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import re
 import secrets
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -14,7 +13,7 @@ from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .errors import RefreshRaced, TokenInvalid
-from .live_user import LiveUserLookup
+from .live_user import LiveUserLookup, read_live_user
 from .models import LoginSession, RefreshToken, User, utcnow
 from .revocation import RevocationList
 from .session_writer import SqliteSessionWriter
@@ -105,7 +104,7 @@ class SessionService:
         async with self._write_turn():
             return await self._rotate(db, refresh_token, claims)
 
-    def _write_turn(self) -> AbstractAsyncContextManager[Any]:
+    def _write_turn(self) -> contextlib.AbstractAsyncContextManager[Any]:
         """On an SQLite file, the worker's turn to write (see SqliteSessionWriter.turn)."""
         return contextlib.nullcontext() if self.writer is None else self.writer.turn
 
@@ -235,16 +234,7 @@ class SessionService:
             # While serving: one Core statement on the lookup's own connection, no ORM.
             return await self.lookup.find(claims.session_id, claims.public_id)
         assert db is not None, "outside serving there is no lookup: pass a session"
-        result = await db.execute(
-            select(User)
-            .join(LoginSession, LoginSession.user_id == User.id)
-            .where(
-                LoginSession.id == claims.session_id,
-                LoginSession.revoked_at.is_(None),
-                User.public_id == claims.public_id,
-            )
-        )
-        return result.scalar_one_or_none()
+        return await read_live_user(db, claims.session_id, claims.public_id)
 
     def _pair(self, public_id: str, session_id: str) -> tuple[TokenPair, dict[str, Any]]:
         """A new token pair, and the row recording its refresh token's digest."""

@@ -27,7 +27,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .db import SQLITE_PRAGMAS
-from .live_user import sqlite_file
+from .live_user import compiled_sql, sqlite_file
 
 Row = Mapping[str, Any]
 
@@ -37,9 +37,7 @@ class InsertStatement:
 
     def __init__(self, table: Table, engine: AsyncEngine) -> None:
         dialect = engine.dialect
-        compiled = insert(table).compile(dialect=dialect)
-        self.sql = str(compiled)
-        self.order = list(compiled.positiontup or [])
+        self.sql, self.order = compiled_sql(insert(table), engine)
         self.processors: list[Callable[[Any], Any] | None] = [
             table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.order
         ]

@@ -9,9 +9,12 @@ from typing import Any
 
 import pytest
 from quart import Quart
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from quart_auth_app.errors import TokenInvalid
 from quart_auth_app.live_user import SqliteLookup
+from quart_auth_app.models import LoginSession, utcnow
 from quart_auth_app.testing import app_services, make_user, sign_in
 
 from .conftest import SQLITE_ONLY, bearer
@@ -94,3 +97,28 @@ async def test_a_cancelled_check_leaves_the_others_answered(app: Quart) -> None:
     found = await staying
     assert found is not None and found.name == "Ann"
     assert leaving.cancelled()
+
+
+async def test_outside_serving_the_check_reads_on_the_callers_session(
+    app: Quart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await make_user(app)
+    tokens = await sign_in(app, user)
+    sessions = app_services(app).sessions
+    monkeypatch.setattr(sessions, "lookup", None)  # as before serving starts, or in a script
+    async with app.extensions["db_sessions"]() as db:
+        found, claims = await sessions.user_for_access(db, tokens.access_token)
+        assert (found.id, found.email, claims.session_id) == (
+            user.id,
+            user.email,
+            tokens.session_id,
+        )
+        # Ended in the database only: the revocation list does not know, the read must.
+        await db.execute(
+            update(LoginSession)
+            .where(LoginSession.id == tokens.session_id)
+            .values(revoked_at=utcnow())
+        )
+        await db.commit()
+        with pytest.raises(TokenInvalid):
+            await sessions.user_for_access(db, tokens.access_token)
