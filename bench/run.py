@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from thread_cpu import stat_seconds  # bench/ is the script's directory
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 LUA = BENCH / "lua" / "requests.lua"
@@ -138,12 +140,10 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """CPU time the workers have used: per request, a figure a busy machine barely moves."""
-        ticks = os.sysconf("SC_CLK_TCK")
         total = 0.0
         for pid in self.worker_pids():
             with contextlib.suppress(OSError):
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / ticks
+                total += sum(stat_seconds(Path(f"/proc/{pid}/stat")))
         return total
 
     def stop(self) -> None:
@@ -263,21 +263,29 @@ class Bench:
         return result
 
     def run_wrk(
-        self, server: str, conc: int, script: list[str], *, settle: bool = True, **kw: Any
+        self,
+        server: str,
+        conc: int,
+        script: list[str],
+        *,
+        settle: bool = True,
+        warmup: bool = True,
+        duration: float | None = None,
+        **kw: Any,
     ) -> dict[str, Any]:
         """One measured wrk run; settle=False when another load is meant to run alongside."""
         cpu = kw.pop("cpu", self.args.client_cpu)
-        if script[0] != "refresh":  # refresh tokens are single-use: the pool has none to spare
+        # Refresh tokens are single-use: the pool has none to spare for a warm-up.
+        if warmup and script[0] != "refresh":
             if settle:
                 self.settle()
-            warmup = wrk(self.servers[server].port, conc, WARMUP_SECONDS, script, cpu=cpu, **kw)
-            self.app_requests += wrk_result(warmup)["requests"] if server == "app" else 0
+            warm = wrk(self.servers[server].port, conc, WARMUP_SECONDS, script, cpu=cpu, **kw)
+            self.app_requests += wrk_result(warm)["requests"] if server == "app" else 0
         if settle:
             self.settle()
         before = self.servers[server].cpu_seconds()
-        result = wrk_result(
-            wrk(self.servers[server].port, conc, self.args.duration, script, cpu=cpu, **kw)
-        )
+        seconds = duration or self.args.duration
+        result = wrk_result(wrk(self.servers[server].port, conc, seconds, script, cpu=cpu, **kw))
         used = self.servers[server].cpu_seconds() - before
         result["cpu_us"] = used * 1e6 / max(result["requests"], 1)
         if server == "app":
@@ -313,9 +321,6 @@ class Bench:
     def one_round(self, r: int) -> None:
         users = str(self.work / "users.tsv")
         if self.args.scenarios == "login":
-            if r == 0:  # warm up as the full run's earlier scenarios would (caches, connections)
-                wrk(self.servers["app"].port, 16, 3, ["login", users, PASSWORD],
-                    cpu=self.args.client_cpu, timeout=30).communicate()  # fmt: skip
             self.login_runs(r, users)
             return
         for c in self.args.concurrency:
@@ -372,29 +377,21 @@ class Bench:
         self, params: tuple[int, int, int], script: list[str]
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """The raw verify rate and POST /login, alternating LOGIN_SLICES times, each summed."""
-        app, conc = self.servers["app"], self.args.login_concurrency
-        self.settle()
-        warmup = wrk(app.port, conc, WARMUP_SECONDS, script, cpu=self.args.client_cpu, timeout=30)
-        self.app_requests += wrk_result(warmup)["requests"]
         verified, raw_wall, raw_cpu, slices = 0, 0.0, 0.0, []
-        for _ in range(LOGIN_SLICES):
+        for index in range(LOGIN_SLICES):
             self.settle()  # the raw rate, too, is measured on an idle CPU
             done, wall, cpu = self.argon2_verify(*params, LOGIN_SLICE_SECONDS)
             verified, raw_wall, raw_cpu = verified + done, raw_wall + wall, raw_cpu + cpu
-            self.settle()
-            before = app.cpu_seconds()
-            result = wrk_result(wrk(app.port, conc, LOGIN_SLICE_SECONDS, script,
-                                    cpu=self.args.client_cpu, timeout=30))  # fmt: skip
-            result["cpu_s"] = app.cpu_seconds() - before
+            result = self.run_wrk("app", self.args.login_concurrency, script, warmup=index == 0,
+                                  duration=LOGIN_SLICE_SECONDS, timeout=30)  # fmt: skip
             result["raw_rps"] = done / wall
             slices.append(result)
-        self.app_requests += sum(x["requests"] for x in slices)
         requests = sum(x["requests"] for x in slices)
         raw = {"rps": verified / raw_wall, "cpu_us": raw_cpu * 1e6 / verified, "params": params}
         login = {
             "rps": requests / sum(x["seconds"] for x in slices),
             "requests": requests,
-            "cpu_us": sum(x["cpu_s"] for x in slices) * 1e6 / max(requests, 1),
+            "cpu_us": sum(x["cpu_us"] * x["requests"] for x in slices) / max(requests, 1),
             "p50_ms": median([x["p50_ms"] for x in slices]),
             "p99_ms": max(x["p99_ms"] for x in slices),
             "errors": sum(x["errors"] for x in slices),

@@ -16,16 +16,21 @@ import time
 from pathlib import Path
 
 
+def stat_seconds(stat: Path) -> tuple[float, float]:
+    """(user, system) CPU seconds from a /proc stat file (a process's or a thread's)."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()  # the name may hold spaces
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
+
+
 def thread_seconds(pid: int) -> dict[int, tuple[float, float]]:
     """(user, system) CPU seconds of each live thread of the process."""
-    ticks = os.sysconf("SC_CLK_TCK")
     seconds: dict[int, tuple[float, float]] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            seconds[int(task.name)] = stat_seconds(task / "stat")
         except OSError:  # the thread ended meanwhile
             continue
-        seconds[int(task.name)] = (int(fields[11]) / ticks, int(fields[12]) / ticks)
     return seconds
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from typing import Any
 
 from quart import Quart, g
-from sqlalchemy import event
+from sqlalchemy import Insert, Select, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -35,6 +36,26 @@ SQLITE_PRAGMAS = (
 def is_sqlite(url: str) -> bool:
     """Whether the URL names an SQLite database."""
     return make_url(url).get_backend_name() == "sqlite"
+
+
+def compiled_sql(statement: Select[Any] | Insert, engine: AsyncEngine) -> tuple[str, list[str]]:
+    """SQL text and the order of its positional parameters, compiled once."""
+    compiled = statement.compile(dialect=engine.dialect)
+    return str(compiled), list(compiled.positiontup or [])
+
+
+def sqlite_file(engine: AsyncEngine) -> str | None:
+    """The SQLite database file a second connection may open, or None (other backends)."""
+    url = make_url(engine.url)
+    database = url.database or ""
+    if url.get_backend_name() == "sqlite" and database and not _in_memory(database, url.query):
+        return str(Path(database))
+    return None
+
+
+def _in_memory(database: str, query: Any) -> bool:
+    # A second connection to an in-memory database would see another, empty database.
+    return database == ":memory:" or database.startswith("file:") or "mode" in query
 
 
 def create_engine(settings: Settings) -> AsyncEngine:

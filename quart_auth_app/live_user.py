@@ -15,16 +15,14 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
 import aiosqlite
-from sqlalchemy import Insert, Select, and_, bindparam, func, literal_column, select
-from sqlalchemy.engine import make_url
+from sqlalchemy import and_, bindparam, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.sql.elements import ColumnClause, NamedColumn
 
-from .db import SQLITE_PRAGMAS
+from .db import SQLITE_PRAGMAS, compiled_sql, sqlite_file
 from .models import LoginSession, User
 
 # Checks waiting for the next batch read: (session id, public id) and the answer to come.
@@ -198,27 +196,7 @@ class SqliteLookup:
                 await conn.close()
 
 
-def compiled_sql(statement: Select[Any] | Insert, engine: AsyncEngine) -> tuple[str, list[str]]:
-    """SQL text and the order of its positional parameters, compiled once."""
-    compiled = statement.compile(dialect=engine.dialect)
-    return str(compiled), list(compiled.positiontup or [])
-
-
 def open_lookup(engine: AsyncEngine) -> LiveUserLookup:
     """The fastest lookup the engine's backend allows."""
     path = sqlite_file(engine)
     return CoreLookup(engine) if path is None else SqliteLookup(engine, path)
-
-
-def sqlite_file(engine: AsyncEngine) -> str | None:
-    """The SQLite database file a second connection may open, or None (other backends)."""
-    url = make_url(engine.url)
-    database = url.database or ""
-    if url.get_backend_name() == "sqlite" and database and not _in_memory(database, url.query):
-        return str(Path(database))
-    return None
-
-
-def _in_memory(database: str, query: Any) -> bool:
-    # A second connection to an in-memory database would see another, empty database.
-    return database == ":memory:" or database.startswith("file:") or "mode" in query

@@ -26,8 +26,7 @@ from typing import Any
 from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .db import SQLITE_PRAGMAS
-from .live_user import compiled_sql, sqlite_file
+from .db import SQLITE_PRAGMAS, compiled_sql, sqlite_file
 
 Row = Mapping[str, Any]
 

@@ -198,8 +198,9 @@ class TokenService:
         if len(token) > MAX_TOKEN_BYTES or not token.isascii():
             raise InvalidToken("token too large or not ASCII")
         header = token.partition(".")[0]
+        known = self._known_headers.get(header)
         try:
-            key = self._known_headers.get(header) or self._key_named_in(token)
+            key = known or self._key_named_in(token)
             payload: dict[str, Any] = self._jwt.decode(
                 token,
                 key,
@@ -211,7 +212,7 @@ class TokenService:
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise InvalidToken(str(exc)) from exc
         _check_shapes(payload)
-        if len(self._known_headers) < KNOWN_HEADERS_LIMIT:
+        if known is None and len(self._known_headers) < KNOWN_HEADERS_LIMIT:
             self._known_headers[header] = key
         return payload
 
