@@ -1,4 +1,5 @@
-"""The Quart subclass the app runs on: cached static routes, and requests that always finish.
+"""The Quart subclass the app runs on: cached static routes, a session signer made once, and
+requests that always finish.
 
 When a client disconnects, Quart (on the ASGI `http.disconnect` message) and hypercorn (when it
 tears the connection down) cancel its request. Cancelled inside a database call,
@@ -14,6 +15,7 @@ still waiting for its body ends at Quart's BODY_TIMEOUT.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from hypercorn.typing import (
     ASGIReceiveCallable,
@@ -22,7 +24,9 @@ from hypercorn.typing import (
     ASGISendEvent,
     Scope,
 )
+from itsdangerous import URLSafeTimedSerializer
 from quart import Quart
+from quart.sessions import SecureCookieSessionInterface
 
 from .routing import StaticRouteMap
 
@@ -30,10 +34,30 @@ from .routing import StaticRouteMap
 _DETACHED: set[asyncio.Task[None]] = set()
 
 
+class SignedCookieSessions(SecureCookieSessionInterface):
+    """Quart's signed-cookie sessions (flash messages), whose signer is built once per key.
+
+    Quart opens the session on every request, API calls included, and builds a new signer
+    each time to do it: a cost on every request for an object that only changes with the keys.
+    """
+
+    def __init__(self) -> None:
+        self._signer: URLSafeTimedSerializer | None = None
+        self._signer_keys: tuple[Any, ...] = ()
+
+    def get_signing_serializer(self, app: Quart) -> URLSafeTimedSerializer | None:
+        keys = (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        if self._signer is None or keys != self._signer_keys:
+            self._signer = super().get_signing_serializer(app)
+            self._signer_keys = keys
+        return self._signer
+
+
 class App(Quart):
-    """Quart with :class:`StaticRouteMap` and requests that finish despite disconnects."""
+    """Quart with :class:`StaticRouteMap`, one session signer, and requests that finish."""
 
     url_map_class = StaticRouteMap
+    session_interface = SignedCookieSessions()
 
     async def asgi_app(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable

@@ -177,3 +177,24 @@ async def test_the_header_user_is_the_one_served(app: Quart, signed_in: SignedIn
     assert (await client.get("/dashboard")).status_code == 401, "logout also clears the jar"
     ann = await app.test_client().get("/dashboard", headers=bearer(signed_in.tokens.access_token))
     assert ann.status_code == 200, "only the header's session ended"
+
+
+async def test_the_flash_cookie_is_signed_with_the_current_secret(app: Quart) -> None:
+    # The session signer is built once per key set: a key change must reach it at once.
+    interface = app.session_interface
+    first = interface.get_signing_serializer(app)
+    assert first is not None and interface.get_signing_serializer(app) is first
+    cookie = first.dumps({"_flashes": [["success", "hello"]]})
+    previous = app.secret_key
+    app.secret_key = f"{previous}-rotated"
+    try:
+        rotated = interface.get_signing_serializer(app)
+        assert rotated is not None and rotated is not first
+        assert rotated.loads_unsafe(cookie)[0] is False  # the old key's signature is refused
+        app.config["SECRET_KEY_FALLBACKS"] = [previous]
+        with_fallback = interface.get_signing_serializer(app)
+        assert with_fallback is not None
+        assert with_fallback.loads(cookie) == {"_flashes": [["success", "hello"]]}
+    finally:
+        app.secret_key = previous
+        app.config["SECRET_KEY_FALLBACKS"] = []

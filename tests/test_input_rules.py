@@ -5,12 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from quart import Quart
 from sqlalchemy import select
 
 from quart_auth_app.common_passwords import common_passwords, is_common_password
 from quart_auth_app.models import User
-from quart_auth_app.schemas import check_email, check_name, check_new_password
+from quart_auth_app.schemas import (
+    PLAIN_EMAIL,
+    check_email,
+    check_name,
+    check_new_password,
+    lookup_email,
+)
 
 from .conftest import BROWSER
 
@@ -248,3 +256,47 @@ async def test_browser_form_errors_rerender_with_field_reasons(client: Any) -> N
     page = await response.get_data(as_text=True)
     assert "common" in page
     assert 'value="bea@example.com"' in page
+
+
+def slow_lookup_key(given: str) -> str:
+    """What an address was looked up by before the plain-address shortcut: normalised or given."""
+    try:
+        return check_email(given)
+    except ValueError:
+        return given
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "ann@example.com",
+        "Ann.Lee+tag@Example.COM",
+        "a..b@example.com",
+        "ann@-example.com",
+        "ann@localhost",
+        "ann@example.test",
+        "x" * 65 + "@example.com",
+        "ann@xn--bcher-kva.example",
+        "ANN@XN--BCHER-KVA.EXAMPLE",
+        '"ann"@example.com',
+        " ann@example.com ",
+        "ann@bücher.example",
+        "Ann <ann@example.com>",
+        "not an email",
+    ],
+)
+def test_an_account_is_looked_up_by_its_normalised_address(given: str) -> None:
+    assert lookup_email(given).lower() == slow_lookup_key(given).lower()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.emails() | st.from_regex(PLAIN_EMAIL, fullmatch=True))
+def test_plain_addresses_are_their_own_lookup_key(address: str) -> None:
+    assert lookup_email(address).lower() == slow_lookup_key(address).lower()
+
+
+async def test_login_finds_an_address_typed_differently(client: Any) -> None:
+    assert (await signup(client, email="Bea@Bücher.Example")).status_code == 201
+    for typed in ("bea@xn--bcher-kva.example", "BEA@BÜCHER.EXAMPLE", "Bea@bücher.example"):
+        response = await client.post("/login", json={"email": typed, "password": GOOD["password"]})
+        assert response.status_code == 200, typed

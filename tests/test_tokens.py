@@ -11,6 +11,11 @@ from typing import Any
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_pem_private_key,
+)
 
 from quart_auth_app.config import ConfigError, Settings, load_settings
 from quart_auth_app.tokens import (
@@ -218,6 +223,15 @@ def test_a_token_of_another_secret_is_refused(tmp_path: Path) -> None:
     for candidate in (token, forged):
         with pytest.raises(InvalidToken):
             ours.verify(candidate, "access")
+
+
+def test_a_public_key_as_hmac_secret_is_refused_at_start(tmp_path: Path) -> None:
+    # Anyone holding a public key could sign with it: PyJWT's key-confusion check, made when
+    # the service starts rather than at the first login.
+    private = load_pem_private_key(write_key(tmp_path, "RS256").read_bytes(), password=None)
+    public_pem = private.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        TokenService(settings(tmp_path, SECRET_KEY=public_pem.decode()))
 
 
 @pytest.mark.parametrize("algorithm", ["RS256", "ES256", "EdDSA"])

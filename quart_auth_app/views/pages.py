@@ -10,7 +10,7 @@ from ..db import request_session
 from ..errors import EmailNotVerified, InvalidCredentials
 from ..models import User
 from ..negotiation import wants_html
-from ..schemas import LoginIn, SignupIn, UserOut, check_email
+from ..schemas import LoginIn, SignupIn, UserOut, lookup_email
 from ..services import services
 from ..users import authenticate, create_user
 from .forms import caller_address, form_input, model_json, next_param, safe_next
@@ -53,34 +53,29 @@ async def after_signup(user: User) -> None:
 @blueprint.post("/login")
 async def login() -> ResponseReturnValue:
     address = caller_address()
-    throttle = services().throttle
+    app_services = services()
+    throttle = app_services.throttle
     await throttle.attempt("login", address)
     body = await form_input(LoginIn, "login.html", next=next_param() or "")
-    email = _lookup_email(body.email)
+    email = lookup_email(body.email)
     await throttle.check_failures(email, address)
+    sessions = app_services.sessions
     try:
         user = await authenticate(
-            request_session(), services().hasher, email, body.password, services().sessions.lookup
+            request_session(), app_services.hasher, email, body.password, sessions.lookup
         )
     except InvalidCredentials:
         await throttle.record_failure(email, address)
         raise
-    if services().settings.require_verified_email and not user.email_verified:
+    if app_services.settings.require_verified_email and not user.email_verified:
         raise EmailNotVerified()
     await throttle.clear_failures(email, address)
-    pair = await services().sessions.start(request_session(), user, **request_meta())
+    pair = await sessions.start(request_session(), user, **request_meta())
     if wants_html():
         response = redirect(safe_next(next_param()))
         set_auth_cookies(response, pair)
         return response
     return jsonify(pair.as_json())
-
-
-def _lookup_email(given: str) -> str:
-    try:
-        return check_email(given)
-    except ValueError:
-        return given
 
 
 @blueprint.get("/dashboard")

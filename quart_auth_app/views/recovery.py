@@ -17,7 +17,7 @@ from ..schemas import (
     ResendVerificationIn,
     ResetPasswordIn,
     VerifyEmailIn,
-    check_email,
+    lookup_email,
 )
 from ..services import services
 from .forms import caller_address, form_input, model_json, no_content
@@ -46,19 +46,11 @@ async def forgot_page() -> ResponseReturnValue:
 async def forgot() -> ResponseReturnValue:
     await services().throttle.attempt("forgot", caller_address())
     body = await form_input(ForgotPasswordIn, "forgot_password.html")
-    await mail_flows.send_reset(_normalised(body.email))
+    await mail_flows.send_reset(lookup_email(body.email))
     if wants_html():
         await flash(RESET_SENT, "success")
         return redirect("/login")
     return model_json(MessageOut(message=RESET_SENT), 202)
-
-
-def _normalised(email: str) -> str:
-    # Malformed addresses get the same 202 as unknown ones: they simply match no account.
-    try:
-        return check_email(email)
-    except ValueError:
-        return email
 
 
 @blueprint.get("/password/reset")
@@ -145,7 +137,7 @@ async def _resend_by_email() -> ResponseReturnValue:
     body = await form_input(ResendVerificationIn, "verify_email.html")
     if body.email is None:
         raise TokenMissing()
-    await mail_flows.resend_verification(_normalised(body.email))
+    await mail_flows.resend_verification(lookup_email(body.email))
     if wants_html():
         await flash(VERIFY_RESENT, "success")
         return redirect("/login")
