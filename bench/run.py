@@ -418,7 +418,6 @@ class Bench:
             "rps": median([x["c256"]["rps"] for x in pairs]),
             "p50_ms": median([x["c256"]["p50_ms"] for x in pairs]),
             "p99_ms": median([x["c256"]["p99_ms"] for x in pairs]),
-            "p99_ratio": median([x["ratio"] for x in pairs]),
             "errors": sum(x["c64"]["errors"] + x["c256"]["errors"] for x in pairs),
             "pairs": pairs,
         }

@@ -127,7 +127,10 @@ GivenPassword = Annotated[
     AfterValidator(check_given_password),
     _documented(minLength=1, maxLength=MAX_PASSWORD),
 ]
-GivenEmail = Annotated[StrictStr, AfterValidator(lambda v: _printable(v, "Email").strip())]
+# What a client gives to name an existing account (login, reset, resend): its lookup key.
+GivenEmail = Annotated[
+    StrictStr, AfterValidator(lambda v: lookup_email(_printable(v, "Email").strip()))
+]
 Token = Annotated[StrictStr, AfterValidator(check_token)]
 
 

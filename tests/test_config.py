@@ -10,6 +10,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from quart_auth_app import create_app
 from quart_auth_app.config import ConfigError, load_settings
@@ -127,6 +129,18 @@ def test_malformed_number_stops_start_up_naming_the_variable(tmp_path: Path) -> 
     result = _start_with({"SECRET_KEY": GOOD_KEY, "JWT_ACCESS_TOKEN_EXPIRES": "1h"}, tmp_path)
     assert result.returncode == 2
     assert "JWT_ACCESS_TOKEN_EXPIRES" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_public_key_as_secret_stops_start_up_naming_the_variable(tmp_path: Path) -> None:
+    public = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    pem = public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    result = _start_with({"SECRET_KEY": pem}, tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "quart_auth_app: configuration error: SECRET_KEY: "
+    )
     assert "Traceback" not in result.stderr
 
 

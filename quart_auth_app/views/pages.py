@@ -10,7 +10,7 @@ from ..db import request_session
 from ..errors import EmailNotVerified, InvalidCredentials
 from ..models import User
 from ..negotiation import wants_html
-from ..schemas import LoginIn, SignupIn, UserOut, lookup_email
+from ..schemas import LoginIn, SignupIn, UserOut
 from ..services import services
 from ..users import authenticate, create_user
 from .forms import caller_address, form_input, model_json, next_param, safe_next
@@ -57,19 +57,18 @@ async def login() -> ResponseReturnValue:
     throttle = app_services.throttle
     await throttle.attempt("login", address)
     body = await form_input(LoginIn, "login.html", next=next_param() or "")
-    email = lookup_email(body.email)
-    await throttle.check_failures(email, address)
+    await throttle.check_failures(body.email, address)
     sessions = app_services.sessions
     try:
         user = await authenticate(
-            request_session(), app_services.hasher, email, body.password, sessions.lookup
+            request_session(), app_services.hasher, body.email, body.password, sessions.lookup
         )
     except InvalidCredentials:
-        await throttle.record_failure(email, address)
+        await throttle.record_failure(body.email, address)
         raise
     if app_services.settings.require_verified_email and not user.email_verified:
         raise EmailNotVerified()
-    await throttle.clear_failures(email, address)
+    await throttle.clear_failures(body.email, address)
     pair = await sessions.start(request_session(), user, **request_meta())
     if wants_html():
         response = redirect(safe_next(next_param()))

@@ -17,7 +17,6 @@ from ..schemas import (
     ResendVerificationIn,
     ResetPasswordIn,
     VerifyEmailIn,
-    lookup_email,
 )
 from ..services import services
 from .forms import caller_address, form_input, model_json, no_content
@@ -46,7 +45,7 @@ async def forgot_page() -> ResponseReturnValue:
 async def forgot() -> ResponseReturnValue:
     await services().throttle.attempt("forgot", caller_address())
     body = await form_input(ForgotPasswordIn, "forgot_password.html")
-    await mail_flows.send_reset(lookup_email(body.email))
+    await mail_flows.send_reset(body.email)
     if wants_html():
         await flash(RESET_SENT, "success")
         return redirect("/login")
@@ -137,7 +136,7 @@ async def _resend_by_email() -> ResponseReturnValue:
     body = await form_input(ResendVerificationIn, "verify_email.html")
     if body.email is None:
         raise TokenMissing()
-    await mail_flows.resend_verification(lookup_email(body.email))
+    await mail_flows.resend_verification(body.email)
     if wants_html():
         await flash(VERIFY_RESENT, "success")
         return redirect("/login")
