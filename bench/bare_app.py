@@ -1,7 +1,7 @@
 """The ceiling: a route that does nothing, on the same server configuration as the real app.
 
-It uses the real app's Quart subclass and collector settings, so the ceiling moves with any
-framework-level speed-up and the ratios measure only what the app's routes add.
+It uses the real app's Quart class and collector settings (speed/), so the ceiling moves with
+any framework-level speed-up and the ratios measure only what the app's routes add.
 """
 
 from __future__ import annotations
@@ -9,11 +9,16 @@ from __future__ import annotations
 from quart import jsonify
 from quart.typing import ResponseReturnValue
 
-from quart_auth_app.application import App
-from quart_auth_app.memory import tune_collector
+from quart_auth_app import speed
+from quart_auth_app.web.finish import FinishRequests
 
-app = App(__name__)
-app.before_serving(tune_collector)
+app = speed.app_class()(__name__)
+app.asgi_app = FinishRequests(app.asgi_app)  # type: ignore[method-assign]
+
+
+@app.before_serving
+async def tune() -> None:
+    speed.tune_worker()
 
 
 @app.get("/bare")

@@ -19,9 +19,9 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from quart_auth_app.config import load_settings
+from quart_auth_app.migrate import upgrade_database
 from quart_auth_app.models import LoginSession, RefreshToken, User, new_public_id, utcnow
 from quart_auth_app.passwords import PasswordHasher
-from quart_auth_app.schema import upgrade_database
 from quart_auth_app.tokens import TokenService, token_digest
 
 PASSWORD = "benchmark passphrase"

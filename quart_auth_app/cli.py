@@ -17,10 +17,10 @@ from . import db
 from .config import ConfigError, Settings, load_settings
 from .errors import AppError
 from .importer import ImportFailed, import_users, read_tutorial_users
+from .migrate import upgrade_database
 from .models import User
-from .passwords import PasswordHasher
-from .schema import upgrade_database
-from .schemas import SignupIn, parse_input
+from .rules import check_email, check_name, check_new_password
+from .services import password_hasher
 from .users import create_user, mark_verified
 
 T = TypeVar("T")
@@ -128,14 +128,15 @@ def _database_problem(error: BaseException) -> str:
 async def run_create_user(settings: Settings, args: argparse.Namespace) -> int:
     """`create-user NAME EMAIL`: register a user with a password read without echo."""
     password = _read_password(args.password_stdin)
-    try:
-        body = parse_input(SignupIn, {"name": args.name, "email": args.email, "password": password})
-    except AppError as error:
-        raise CommandFailed(_app_error_line(error)) from None
-    hasher = _hasher(settings)
+    name, email = (
+        _checked("name", check_name, args.name),
+        _checked("email", check_email, args.email),
+    )
+    password = _checked("password", check_new_password, password)
+    hasher = password_hasher(settings)
 
     async def create(session: AsyncSession) -> User:
-        user = await create_user(session, hasher, body.name, body.email, body.password)
+        user = await create_user(session, hasher, name, email, password)
         if args.verified:
             await mark_verified(session, user.id)
         return user
@@ -159,18 +160,17 @@ def _read_password(from_stdin: bool) -> str:
     return password
 
 
+def _checked(field: str, rule: Callable[[str], str], value: str) -> str:
+    """The value as the input rule normalises it, else the rule's reason as one line."""
+    try:
+        return rule(value)
+    except ValueError as error:
+        raise CommandFailed(f"{field}: {error}") from None
+
+
 def _app_error_line(error: AppError) -> str:
     details = "; ".join(f"{field}: {reason}" for field, reason in (error.errors or {}).items())
     return details or error.message
-
-
-def _hasher(settings: Settings) -> PasswordHasher:
-    return PasswordHasher(
-        settings.argon2_memory_cost,
-        settings.argon2_time_cost,
-        settings.argon2_parallelism,
-        settings.hash_workers,
-    )
 
 
 async def run_import(settings: Settings, args: argparse.Namespace) -> int:

@@ -64,6 +64,8 @@ class Settings:
     database_pool_size: int = 10
     database_statement_cache_size: int = 100
     max_body_bytes: int = 65_536
+    # speed/'s accelerations; false runs the plain core (same behaviour, slower).
+    accelerations: bool = True
 
 
 def _boolean(name: str, raw: str) -> bool:
@@ -202,6 +204,7 @@ PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "PUBLIC_URL": ("public_url", _public_url),
     "DATABASE_POOL_SIZE": ("database_pool_size", _integer(1, 1000)),
     "DATABASE_STATEMENT_CACHE_SIZE": ("database_statement_cache_size", _integer(0)),
+    "ACCELERATIONS": ("accelerations", _boolean),
 }
 
 

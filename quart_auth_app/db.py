@@ -1,14 +1,13 @@
-"""The engine on the app, and one lazily opened AsyncSession per request."""
+"""The engine: tuned per backend, the SQLite connection settings, and the session factory."""
 
 from __future__ import annotations
 
-import asyncio
+import sqlite3
 import uuid
 from pathlib import Path
 from typing import Any
 
-from quart import Quart, g
-from sqlalchemy import Insert, Select, event
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -22,7 +21,7 @@ from .config import Settings
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # Page cache per SQLite connection (SQLite's default is 2 MiB). A worker keeps up to seven
 # connections (the pool, the login writer, the access-check reader) and the OS page cache
-# holds the same pages anyway: at 2 MiB each they were ~10 MB of one worker's resident memory.
+# holds the same pages anyway: at 2 MiB each they added up in every worker's resident memory.
 SQLITE_CACHE_KIB = 512
 # Every connection the app opens to SQLite: the pool's, the login writer's, the reader's.
 SQLITE_PRAGMAS = (
@@ -36,12 +35,6 @@ SQLITE_PRAGMAS = (
 def is_sqlite(url: str) -> bool:
     """Whether the URL names an SQLite database."""
     return make_url(url).get_backend_name() == "sqlite"
-
-
-def compiled_sql(statement: Select[Any] | Insert, engine: AsyncEngine) -> tuple[str, list[str]]:
-    """SQL text and the order of its positional parameters, compiled once."""
-    compiled = statement.compile(dialect=engine.dialect)
-    return str(compiled), list(compiled.positiontup or [])
 
 
 def sqlite_file(engine: AsyncEngine) -> str | None:
@@ -100,10 +93,15 @@ def _unique_statement_name() -> str:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    for pragma in SQLITE_PRAGMAS:
-        cursor.execute(pragma)
+    cursor.execute("PRAGMA journal_mode=WAL")  # the file's mode: set once, kept by the file
+    apply_pragmas(cursor)
     cursor.close()
+
+
+def apply_pragmas(target: Any, *, read_only: bool = False) -> None:
+    """Give a connection (or cursor) the settings every SQLite connection of the app has."""
+    for pragma in (*SQLITE_PRAGMAS, *(("PRAGMA query_only=ON",) if read_only else ())):
+        target.execute(pragma)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -111,45 +109,8 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
-def init_app(app: Quart, settings: Settings) -> None:
-    """Create the engine before serving, dispose it after, close each request's session."""
-
-    @app.before_serving
-    async def open_engine() -> None:
-        engine = create_engine(settings)
-        app.extensions["db_engine"] = engine
-        app.extensions["db_sessions"] = session_factory(engine)
-
-    @app.after_serving
-    async def close_engine() -> None:
-        engine: AsyncEngine | None = app.extensions.pop("db_engine", None)
-        if engine is not None:
-            await engine.dispose()
-
-    @app.teardown_appcontext
-    async def close_session(_exc: BaseException | None) -> None:
-        session: AsyncSession | None = g.pop("db_session", None)
-        # A session holds a connection only inside a transaction; one never used, or whose
-        # last transaction ended, has nothing to give back (closing it cost ~45 µs a request).
-        if session is not None and session.in_transaction():
-            # Shielded: requests are no longer cancelled when clients leave (application.py),
-            # but a shutdown still cancels them, and a rollback cut short leaves an SQLite
-            # connection holding the write lock.
-            await asyncio.shield(session.close())
-
-
-def request_session() -> AsyncSession:
-    """The current request's session, opened on first use."""
-    session: AsyncSession | None = g.get("db_session")
-    if session is None:
-        from quart import current_app
-
-        session = current_app.extensions["db_sessions"]()
-        g.db_session = session
-    return session
-
-
-def app_engine(app: Quart) -> AsyncEngine:
-    """The engine the app opened at start-up."""
-    engine: AsyncEngine = app.extensions["db_engine"]
-    return engine
+def open_sqlite(path: str, *, read_only: bool = False) -> sqlite3.Connection:
+    """A plain sqlite3 connection in autocommit mode with the app's pragmas (WAL is the file's)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    apply_pragmas(conn, read_only=read_only)
+    return conn

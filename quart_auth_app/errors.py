@@ -1,25 +1,17 @@
-"""Domain errors: what went wrong, with the status and message a client will see."""
+"""Domain errors: what went wrong, in the words a client will read. HTTP lives in web/errors.py."""
 
 from __future__ import annotations
 
 
 class AppError(Exception):
-    """An expected failure with the status and message a client sees."""
+    """An expected failure, with the message (and per-field reasons) a client sees."""
 
-    status = 400
     message = "Bad request"
 
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        errors: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
+    def __init__(self, message: str | None = None, *, errors: dict[str, str] | None = None):
         super().__init__(message or self.message)
         self.message = message or self.message
         self.errors = errors
-        self.headers = headers or {}
 
 
 class InvalidInput(AppError):
@@ -31,16 +23,11 @@ class EmailTaken(AppError):
 
 
 class InvalidCredentials(AppError):
-    status = 401
     message = "Invalid email or password"
 
 
 class TokenMissing(AppError):
-    status = 401
     message = "Token is missing!"
-
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
 
 
 class TokenInvalid(TokenMissing):
@@ -52,12 +39,10 @@ class RefreshRaced(TokenInvalid):
 
 
 class Forbidden(AppError):
-    status = 403
     message = "Forbidden"
 
 
-class EmailNotVerified(AppError):
-    status = 403
+class EmailNotVerified(Forbidden):
     message = (
         "Please verify your email address before logging in: "
         "follow the link we sent you, or ask for a new one at /verify/request."
@@ -65,7 +50,6 @@ class EmailNotVerified(AppError):
 
 
 class NotFound(AppError):
-    status = 404
     message = "Not found"
 
 
@@ -76,14 +60,12 @@ class InvalidMailToken(AppError):
 
 
 class Throttled(AppError):
-    status = 429
     message = "Too many attempts. Please try again later."
 
     def __init__(self, retry_after: int) -> None:
-        super().__init__(headers={"Retry-After": str(max(1, retry_after))})
+        super().__init__()
         self.retry_after = max(1, retry_after)
 
 
 class ServiceUnavailable(AppError):
-    status = 503
     message = "Service temporarily unavailable"

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import User
 from .passwords import WERKZEUG_PREFIXES
-from .schemas import check_email, check_name
+from .rules import check_email, check_name
 
 MAX_PUBLIC_ID = 50
 MAX_HASH = 255

@@ -1,25 +1,23 @@
-"""Password hashing with argon2id, always off the event loop, in a bounded pool.
+"""Password hashing with argon2id through passlib, always off the event loop, in a bounded pool.
 
-passlib parses, formats and judges the hashes (`needs_update`); libargon2 computes them in the
-hash thread's own working block (argon2_blocks.py).
+passlib formats, parses and judges the hashes (`needs_update`). Computing them is a
+`HashScheme`: passlib's own by default; services.py may install speed/'s instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import os
+import secrets
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Protocol, TypeVar
 
 from passlib.context import CryptContext
 from werkzeug.security import check_password_hash
-
-from .argon2_blocks import argon2_raw
 
 # Hashes made by the Flask tutorial (werkzeug) are checked with werkzeug itself, then upgraded.
 WERKZEUG_PREFIXES = ("pbkdf2:", "scrypt:")
@@ -39,17 +37,58 @@ class Verification:
     needs_update: bool = False
 
 
+class HashScheme(Protocol):
+    """Computes and checks argon2 hashes in the calling (hash) thread."""
+
+    def hash(self, password: str) -> str:
+        """A new hash with a fresh salt and the configured cost."""
+        ...
+
+    def matches(self, password: str, stored: str) -> bool:
+        """Whether the password matches; ValueError or TypeError for a malformed hash."""
+        ...
+
+
+class PasslibScheme:
+    """passlib's public API: `hash` and `verify` of the context."""
+
+    def __init__(self, context: CryptContext) -> None:
+        self._context = context
+
+    def hash(self, password: str) -> str:
+        return str(self._context.hash(password))
+
+    def matches(self, password: str, stored: str) -> bool:
+        return bool(self._context.verify(password, stored))
+
+
+SchemeFactory = Callable[[CryptContext], HashScheme]
+
+
+def argon2_context(memory_cost: int, time_cost: int, parallelism: int) -> CryptContext:
+    """The passlib context for argon2id with the configured cost."""
+    return CryptContext(
+        schemes=["argon2"],
+        argon2__type="ID",
+        argon2__memory_cost=memory_cost,
+        argon2__rounds=time_cost,
+        argon2__parallelism=parallelism,
+    )
+
+
 class PasswordHasher:
     """Hashes and verifies passwords in a thread pool so the event loop never waits on argon2."""
 
-    def __init__(self, memory_cost: int, time_cost: int, parallelism: int, workers: int) -> None:
-        self._context = CryptContext(
-            schemes=["argon2"],
-            argon2__type="ID",
-            argon2__memory_cost=memory_cost,
-            argon2__rounds=time_cost,
-            argon2__parallelism=parallelism,
-        )
+    def __init__(
+        self,
+        memory_cost: int,
+        time_cost: int,
+        parallelism: int,
+        workers: int,
+        scheme: SchemeFactory = PasslibScheme,
+    ) -> None:
+        self._context = argon2_context(memory_cost, time_cost, parallelism)
+        self._scheme = scheme(self._context)
         size = workers or usable_cpus()
         self._pool = ThreadPoolExecutor(
             max_workers=size, thread_name_prefix="argon2", initializer=_yield_to_requests
@@ -57,11 +96,11 @@ class PasswordHasher:
         # argon2-cffi releases the GIL; the semaphore bounds queued work so a login flood
         # waits in line instead of piling up threads or memory.
         self._slots = asyncio.Semaphore(size * 4)
-        self._argon2 = self._context.handler("argon2")
-        # Costs what a real verification costs and matches no password: a random digest.
-        dummy = self._argon2(use_defaults=True)
-        dummy.checksum = os.urandom(dummy.checksum_size)
-        self._dummy_hash: str = dummy.to_string()
+        # Costs what a real verification costs and matches nothing anyone knows; hashed in the
+        # pool as it starts, so no request waits for it and none pays for it twice.
+        self._dummy_hash: Future[str] = self._pool.submit(
+            self._scheme.hash, secrets.token_urlsafe(32)
+        )
 
     async def hash(self, password: str) -> str:
         """Hash a password with the current argon2id parameters."""
@@ -73,7 +112,7 @@ class PasswordHasher:
 
     async def verify_dummy(self, password: str) -> None:
         """Spend what a real verification costs, for accounts that do not exist."""
-        await self._run(self._verify_sync, password, self._dummy_hash)
+        await self._run(self._verify_dummy_sync, password)
 
     def close(self) -> None:
         """Stop the worker threads."""
@@ -83,37 +122,16 @@ class PasswordHasher:
         if stored.startswith(WERKZEUG_PREFIXES):
             return Verification(check_password_hash(stored, password), needs_update=True)
         try:
-            ok = self._argon2_matches(password, stored)
+            ok = self._scheme.matches(password, stored)
         except (ValueError, TypeError, NotImplementedError):
             return Verification(False)
         return Verification(ok, ok and bool(self._context.needs_update(stored)))
 
+    def _verify_dummy_sync(self, password: str) -> None:
+        self._verify_sync(password, self._dummy_hash.result())
+
     def _hash_sync(self, password: str) -> str:
-        record = self._argon2(use_defaults=True)  # a fresh salt, the configured cost
-        record.checksum = self._digest(password, record, record.checksum_size)
-        return str(record.to_string())
-
-    def _argon2_matches(self, password: str, stored: str) -> bool:
-        record = self._argon2.from_string(stored)
-        if record.data or not record.checksum:  # associated data, or no digest: never made here
-            return False
-        return hmac.compare_digest(
-            self._digest(password, record, len(record.checksum)), record.checksum
-        )
-
-    @staticmethod
-    def _digest(password: str, record: Any, hash_len: int) -> bytes:
-        """argon2 of the password with the salt and cost of a passlib hash record."""
-        return argon2_raw(
-            password.encode(),
-            record.salt,
-            variant=record.type,
-            time_cost=record.rounds,
-            memory_cost=record.memory_cost,
-            parallelism=record.parallelism,
-            hash_len=hash_len,
-            version=record.version,
-        )
+        return self._scheme.hash(password)
 
     async def _run(self, func: Callable[..., R], *args: str) -> R:
         async with self._slots:

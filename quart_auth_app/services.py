@@ -1,95 +1,111 @@
-"""The long-lived objects one app owns, built from Settings and kept on the app."""
+"""The composition root: the long-lived objects of one running app, built from its Settings.
+
+The only place that picks backends (database, Redis, mail) and installs speed/'s accelerations.
+Everything is built when the app starts serving and closed when it stops; nothing is set on an
+object after it was built.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from quart import Quart, current_app
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from . import live_user
+from . import db
+from .accounts import Accounts
 from .config import Settings
-from .login_sessions import LOGIN_SESSIONS, REFRESH_TOKENS, SessionService
 from .mail import Mailer, build_mailer
-from .passwords import PasswordHasher
+from .passwords import PasslibScheme, PasswordHasher, SchemeFactory
 from .revocation import DatabaseOnly, RedisRevocationList, RevocationList
-from .session_writer import open_writer
+from .sessions import EngineStore, SessionService, SessionStore
 from .throttle import Throttle
-from .tokens import TokenService
+from .tokens import KeySet, TokenService
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 
-@dataclass
+@dataclass(frozen=True)
 class Services:
-    """Everything views need besides the request and the database session."""
+    """Everything the edge needs besides the request itself."""
 
     settings: Settings
+    engine: AsyncEngine
+    db_sessions: async_sessionmaker[AsyncSession]
     hasher: PasswordHasher
     tokens: TokenService
     sessions: SessionService
+    store: SessionStore
     throttle: Throttle
+    accounts: Accounts
     redis: Redis | None
     mailer: Mailer
 
+    async def close(self) -> None:
+        """Release connections and threads (the app has stopped serving)."""
+        await self.store.close()
+        self.hasher.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.engine.dispose()
+
 
 def _redis_client(url: str) -> Redis:
-    # Imported only when configured: the client library costs every worker ~5 MB resident.
+    # Imported only when configured: the client library adds to every worker's resident memory.
     from redis.asyncio import Redis
 
     return Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
 
-def build_services(settings: Settings) -> Services:
-    """Wire the services for one app."""
-    redis = _redis_client(settings.redis_url) if settings.redis_url else None
-    revocations: RevocationList = (
-        RedisRevocationList(redis, settings.redis_key_prefix) if redis else DatabaseOnly()
-    )
-    tokens = TokenService(settings)
-    hasher = PasswordHasher(
+def password_hasher(settings: Settings) -> PasswordHasher:
+    """The hasher for the configured argon2 cost (accelerated unless ACCELERATIONS=false)."""
+    scheme: SchemeFactory = PasslibScheme
+    if settings.accelerations:
+        from . import speed
+
+        scheme = speed.hash_scheme()
+    return PasswordHasher(
         settings.argon2_memory_cost,
         settings.argon2_time_cost,
         settings.argon2_parallelism,
         settings.hash_workers,
+        scheme,
     )
+
+
+def _session_store(settings: Settings, engine: AsyncEngine) -> SessionStore:
+    if settings.accelerations:
+        from . import speed
+
+        accelerated = speed.session_store(engine)
+        if accelerated is not None:
+            return accelerated
+    return EngineStore(engine)
+
+
+def open_services(settings: Settings, keys: KeySet | None = None) -> Services:
+    """Build the services of one app: its engine, pools, stores and clients."""
+    engine = db.create_engine(settings)
+    redis = _redis_client(settings.redis_url) if settings.redis_url else None
+    revocations: RevocationList = (
+        RedisRevocationList(redis, settings.redis_key_prefix) if redis else DatabaseOnly()
+    )
+    tokens = TokenService(settings, keys)
+    store = _session_store(settings, engine)
+    hasher = password_hasher(settings)
+    sessions = SessionService(tokens, revocations, store, settings.jwt_refresh_grace_seconds)
+    throttle = Throttle(settings, redis)
     return Services(
         settings=settings,
+        engine=engine,
+        db_sessions=db.session_factory(engine),
         hasher=hasher,
         tokens=tokens,
-        sessions=SessionService(tokens, revocations, settings.jwt_refresh_grace_seconds),
-        throttle=Throttle(settings, redis),
+        sessions=sessions,
+        store=store,
+        throttle=throttle,
+        accounts=Accounts(hasher, sessions, throttle, settings.require_verified_email),
         redis=redis,
         mailer=build_mailer(settings),
     )
-
-
-def init_app(app: Quart, services: Services) -> None:
-    """Keep the services on the app and release them at shutdown."""
-    app.extensions["services"] = services
-
-    @app.before_serving
-    async def open_lookup() -> None:
-        # Registered after db.init_app, so the engine exists by now.
-        engine = app.extensions["db_engine"]
-        services.sessions.lookup = live_user.open_lookup(engine)
-        services.sessions.writer = open_writer(engine, LOGIN_SESSIONS, REFRESH_TOKENS)
-
-    @app.after_serving
-    async def close_services() -> None:
-        lookup, services.sessions.lookup = services.sessions.lookup, None
-        if lookup is not None:
-            await lookup.close()
-        writer, services.sessions.writer = services.sessions.writer, None
-        if writer is not None:
-            await writer.close()
-        services.hasher.close()
-        if services.redis is not None:
-            await services.redis.aclose()
-
-
-def services() -> Services:
-    """The current app's services."""
-    found: Services = current_app.extensions["services"]
-    return found

@@ -18,12 +18,13 @@ import jwt
 from quart import Quart
 from quart.testing import QuartClient
 from quart.typing import TestClientProtocol
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from .auth import ACCESS_COOKIE, REFRESH_COOKIE
-from .login_sessions import TokenPair
 from .models import User
 from .services import Services
-from .users import create_user
+from .sessions import TokenPair
+from .users import create_user, mark_verified
+from .web.auth import ACCESS_COOKIE, REFRESH_COOKIE
 
 DEFAULT_PASSWORD = "a perfectly fine passphrase"  # noqa: S105 - a test fixture
 
@@ -38,9 +39,16 @@ class SignedIn:
 
 
 def app_services(app: Quart) -> Services:
-    """The services object an app built by create_app() carries."""
-    found: Services = app.extensions["services"]
+    """The services of an app built by create_app() (inside `app.test_app()`)."""
+    found: Services | None = app.extensions.get("services")
+    if found is None:
+        raise RuntimeError("the app is not serving: use it inside `async with app.test_app():`")
     return found
+
+
+def db_session(app: Quart) -> AsyncSession:
+    """A new database session on the app's engine (use it as `async with db_session(app) as db`)."""
+    return app_services(app).db_sessions()
 
 
 async def make_user(
@@ -53,19 +61,18 @@ async def make_user(
 ) -> User:
     """Create a user directly in the app's database."""
     email = email or f"user-{uuid.uuid4().hex[:10]}@example.com"
-    async with app.extensions["db_sessions"]() as db:
-        user = await create_user(db, app_services(app).hasher, name, email, password)
+    services = app_services(app)
+    async with services.db_sessions() as db:
+        user = await create_user(db, services.hasher, name, email, password)
         if verified:
+            await mark_verified(db, user.id)
             user.email_verified = True
-            db.add(user)
-            await db.commit()
     return user
 
 
 async def sign_in(app: Quart, user: User, user_agent: str = "pytest") -> TokenPair:
     """Open a session for the user and return its tokens, as a login would."""
-    async with app.extensions["db_sessions"]() as db:
-        return await app_services(app).sessions.start(db, user, user_agent, "127.0.0.1")
+    return await app_services(app).sessions.start(user, user_agent, "127.0.0.1")
 
 
 class BearerClient:

@@ -27,6 +27,10 @@ def _key(*parts: str) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
 
 
+# Mails per address and purpose in 30 minutes: caps how much mail anyone can aim at one inbox.
+MAIL_LIMIT = RateLimitItemPerSecond(3, 1800)
+
+
 class Throttle:
     """Per-address attempt limits and per-(email, address) failed-login limits."""
 
@@ -65,6 +69,12 @@ class Throttle:
             await self._call(
                 self.limiter.clear(self.failures, "fail", _key(email.lower(), address))
             )
+
+    async def mail_allowed(self, purpose: str, email: str) -> bool:
+        """Count one mail of this purpose to this address; False past MAIL_LIMIT."""
+        if not self.enabled:
+            return True
+        return await self._call(self.limiter.hit(MAIL_LIMIT, "mail", _key(purpose, email.lower())))
 
     async def _retry_after(self, item: RateLimitItem, *identifiers: str) -> int:
         stats = await self._call(self.limiter.get_window_stats(item, *identifiers))

@@ -157,7 +157,7 @@ class TokenService:
         self.leeway = settings.jwt_leeway_seconds
         self._jwt = jwt.PyJWT()
         if self.keys.algorithm == "HS256":
-            _sign_with_checked_secret(self._jwt, self.keys.signing_key)
+            _check_secret(self.keys.signing_key)
         self._known_headers: dict[str, Any] = {}
 
     def issue(
@@ -231,34 +231,12 @@ class TokenService:
         return key
 
 
-class CheckedSecretHMAC(HMACAlgorithm):
-    """HS256 whose configured secret PyJWT checks once, at start-up, not on every token.
-
-    PyJWT's HMAC `prepare_key` refuses keys that look asymmetric (PEM, SSH, two DER parses
-    through cryptography) on every encode and decode: a third of issuing an HS256 token, and
-    of every access check's decode. The configured secret gets that same check here, once; a
-    key that is not that very object is checked by PyJWT as before.
-    """
-
-    def __init__(self, secret: str) -> None:
-        super().__init__(HMACAlgorithm.SHA256)
-        try:
-            self._prepared = super().prepare_key(secret)
-        except jwt.InvalidKeyError as exc:
-            raise ConfigError("SECRET_KEY", str(exc)) from None
-        self._secret = secret
-
-    def prepare_key(self, key: str | bytes) -> bytes:
-        return self._prepared if key is self._secret else super().prepare_key(key)
-
-
-def _sign_with_checked_secret(codec: jwt.PyJWT, secret: str) -> None:
-    """Have `codec` use CheckedSecretHMAC for HS256 (PyJWT >= 2.10 keeps its own PyJWS)."""
-    algorithm = CheckedSecretHMAC(secret)
-    jws = getattr(codec, "_jws", None)
-    if isinstance(jws, jwt.PyJWS):
-        jws.unregister_algorithm("HS256")
-        jws.register_algorithm("HS256", algorithm)
+def _check_secret(secret: str) -> None:
+    """PyJWT refuses HMAC keys that look asymmetric (a PEM or SSH key): say so at start-up."""
+    try:
+        HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(secret)
+    except jwt.InvalidKeyError as exc:
+        raise ConfigError("SECRET_KEY", str(exc)) from None
 
 
 def _check_shapes(payload: dict[str, Any]) -> None:

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from .errors import EmailTaken, InvalidCredentials
-from .live_user import LiveUserLookup
 from .models import User
 from .passwords import PasswordHasher
+from .sessions import USER_SELECT, user_from_row
+
+# Core, not the ORM: no unit of work or identity map for a read that every login makes.
+BY_EMAIL = select(*USER_SELECT).where(func.lower(User.email) == bindparam("email"))
 
 
-async def find_by_email(db: AsyncSession, email: str) -> User | None:
-    """The user with this email, compared case-insensitively."""
-    result = await db.execute(select(User).where(func.lower(User.email) == email.lower()))
-    return result.scalar_one_or_none()
-
-
-async def find_by_public_id(db: AsyncSession, public_id: str) -> User | None:
-    """The user with this public id, if any."""
-    result = await db.execute(select(User).where(User.public_id == public_id))
-    return result.scalar_one_or_none()
+async def find_by_email(db: AsyncSession | AsyncConnection, email: str) -> User | None:
+    """The user with this email, compared case-insensitively (a detached User, only read)."""
+    row = (await db.execute(BY_EMAIL, {"email": email.lower()})).first()
+    return None if row is None else user_from_row(row)
 
 
 async def create_user(
@@ -50,23 +47,10 @@ async def create_user(
     return user
 
 
-async def authenticate(
-    db: AsyncSession,
-    hasher: PasswordHasher,
-    email: str,
-    password: str,
-    lookup: LiveUserLookup | None = None,
-) -> User:
-    """The user whose email and password match; unknown emails cost one hash too.
-
-    With the serving app's `lookup` the read skips the ORM session (a Core statement on its
-    own connection): on one core, every millisecond the loop spends here is one less for argon2.
-    """
-    if lookup is not None:
-        user = await lookup.find_by_email(email)
-    else:
-        user = await find_by_email(db, email)
-        await db.commit()  # end the read before the slow hash; commit keeps `user` loaded
+async def authenticate(db: AsyncSession, hasher: PasswordHasher, email: str, password: str) -> User:
+    """The user whose email and password match; unknown emails cost one hash too."""
+    user = await find_by_email(db, email)
+    await db.commit()  # end the read before the slow hash
     if user is None:
         await hasher.verify_dummy(password)
         raise InvalidCredentials()

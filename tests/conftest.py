@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import tempfile
 from collections.abc import AsyncIterator
@@ -11,8 +12,8 @@ from typing import Any
 
 import pytest
 
-# Importing the package builds `app` from the environment: give it a throwaway instance folder.
-os.environ.setdefault("INSTANCE_PATH", tempfile.mkdtemp(prefix="qaa-import-"))
+# Settings the tests do not name come from the environment: keep them away from ./instance.
+os.environ.setdefault("INSTANCE_PATH", tempfile.mkdtemp(prefix="qaa-tests-"))
 os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-0123456789")
 
 from quart import Quart
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from quart_auth_app import create_app
 from quart_auth_app.models import Base
+from quart_auth_app.services import Services, open_services
 from quart_auth_app.testing import DEFAULT_PASSWORD, SignedIn, make_user, sign_in
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
@@ -30,14 +32,15 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 FAST_HASHING = {"ARGON2_MEMORY_COST": "8192", "ARGON2_TIME_COST": "1"}
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 
-BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
+# "sqlite-plain" is SQLite without speed/'s accelerations: the core must pass every test alone.
+BACKENDS = ["sqlite", "sqlite-plain"] + (["postgresql"] if TEST_DATABASE_URL else [])
 # For tests of SQLite-only machinery (the batched reader, its write lock).
-SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 
 def pytest_report_header() -> list[str]:
     return [
-        f"database backends: {', '.join(BACKENDS)}"
+        f"backends: {', '.join(BACKENDS)}"
         + ("" if TEST_DATABASE_URL else " (set TEST_DATABASE_URL for PostgreSQL)"),
         f"redis: {TEST_REDIS_URL or 'not configured (set TEST_REDIS_URL)'}",
     ]
@@ -53,17 +56,34 @@ async def reset_postgres(url: str) -> None:
 
 
 @pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which backend the test runs on: sqlite, sqlite-plain (no accelerations) or postgresql."""
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path) -> str:
+    if backend == "postgresql":
         assert TEST_DATABASE_URL is not None
         return TEST_DATABASE_URL
     return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
 
 
 @pytest.fixture
-def app_config(database_url: str, tmp_path: Path) -> dict[str, Any]:
+def accelerations(backend: str) -> bool:
+    """False on the sqlite-plain backend."""
+    return backend != "sqlite-plain"
+
+
+@pytest.fixture
+def app_config(database_url: str, accelerations: bool, tmp_path: Path) -> dict[str, Any]:
     """Settings for the app under test; tests override entries before `app` is built."""
-    return {"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path), **FAST_HASHING}
+    return {
+        "DATABASE_URL": database_url,
+        "INSTANCE_PATH": str(tmp_path),
+        "ACCELERATIONS": str(accelerations).lower(),
+        **FAST_HASHING,
+    }
 
 
 @contextlib.asynccontextmanager
@@ -95,6 +115,20 @@ async def user(app: Quart) -> Any:
 @pytest.fixture
 async def signed_in(app: Quart, user: Any) -> SignedIn:
     return SignedIn(user, await sign_in(app, user), DEFAULT_PASSWORD)
+
+
+@contextlib.asynccontextmanager
+async def services_on(app: Quart, database_url: str) -> AsyncIterator[Services]:
+    """The app's services rebuilt on another database for the block (e.g. one that is down)."""
+    original: Services = app.extensions["services"]
+    settings = dataclasses.replace(original.settings, database_url=database_url)
+    swapped = open_services(settings, original.tokens.keys)
+    app.extensions["services"] = swapped
+    try:
+        yield swapped
+    finally:
+        app.extensions["services"] = original
+        await swapped.close()
 
 
 def bearer(token: str) -> dict[str, str]:

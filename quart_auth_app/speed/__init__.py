@@ -1,0 +1,47 @@
+"""Opt-in accelerations, installed by services.py and web/app.py; nothing in the core imports them.
+
+Each one stands in for a plain implementation the core has, relies on what a dependency does
+not promise (named in its module, with a test in tests/speed/ that fails when it changes), and
+is kept only while bench/ shows it earns its place (docs/performance.md says by how much).
+`ACCELERATIONS=false` runs the plain core; the test suite runs both ways.
+"""
+
+from __future__ import annotations
+
+from quart import Quart
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..db import sqlite_file
+from ..passwords import SchemeFactory
+from ..sessions import SessionStore
+
+
+def session_store(engine: AsyncEngine) -> SessionStore | None:
+    """The accelerated session store for the engine's backend, if there is one (SQLite files)."""
+    path = sqlite_file(engine)
+    if path is None:
+        return None
+    from .sqlite_store import SqliteStore
+
+    return SqliteStore(engine, path)
+
+
+def hash_scheme() -> SchemeFactory:
+    """argon2 in one working block per hash thread (a flat heap under login floods)."""
+    from .argon2_blocks import BlockScheme
+
+    return BlockScheme
+
+
+def app_class() -> type[Quart]:
+    """Quart with static routes matched from a cache (no cyclic garbage per request)."""
+    from .routing import StaticRouteApp
+
+    return StaticRouteApp
+
+
+def tune_worker() -> None:
+    """Keep the cyclic garbage collector off the request path (call once start-up is done)."""
+    from .collector import tune_collector
+
+    tune_collector()

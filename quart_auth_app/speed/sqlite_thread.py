@@ -1,0 +1,63 @@
+"""One thread that owns one plain sqlite3 connection; the event loop hands it work, one call a hop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from sqlalchemy import Insert, Select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..db import open_sqlite
+
+R = TypeVar("R")
+
+
+def compiled_sql(statement: Select[Any] | Insert, engine: AsyncEngine) -> tuple[str, list[str]]:
+    """SQL text and the order of its positional parameters, compiled once.
+
+    `positiontup` is an attribute of SQLAlchemy's SQLCompiler that its documentation does not
+    promise (tests/speed/test_sqlite_store.py fails loudly if it goes).
+    """
+    compiled = statement.compile(dialect=engine.dialect)
+    return str(compiled), list(compiled.positiontup or [])
+
+
+class SqliteThread:
+    """Runs functions of the connection on its own thread; opened there on first use."""
+
+    def __init__(self, path: str, *, read_only: bool, name: str) -> None:
+        self.path = path
+        self.read_only = read_only
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._conn: sqlite3.Connection | None = None  # used on the thread only
+
+    async def run(self, work: Callable[..., R], *args: Any) -> R:
+        """`work(connection, *args)` on the thread.
+
+        Once the thread has started a call it runs to its end, even if the awaiting request is
+        cancelled: a transaction is never cut short half-way.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, work, *args)
+
+    def _call(self, work: Callable[..., R], *args: Any) -> R:
+        if self._conn is None:
+            # Opened on first use, when the schema (and the database file) exist.
+            self._conn = open_sqlite(self.path, read_only=self.read_only)
+        return work(self._conn, *args)
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    async def close(self) -> None:
+        """Close the connection and stop the thread."""
+        with contextlib.suppress(Exception):
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
+        self._executor.shutdown(wait=False)

@@ -1,0 +1,111 @@
+"""create_app(): the Quart app assembled from its parts. Building it opens nothing.
+
+The engine, pools, threads and clients (services.py) are opened when the app starts serving
+and closed when it stops; the schema of the embedded SQLite database is migrated first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from quart import Quart
+
+from .. import recovery
+from ..config import Settings, load_settings
+from ..db import is_sqlite
+from ..migrate import ensure_schema
+from ..services import Services, open_services
+from ..tokens import KeySet, TokenService
+from . import errors, openapi, security, state
+from .finish import FinishRequests
+from .views import register_views
+
+log = logging.getLogger(__name__)
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+CLEANUP_INTERVAL_SECONDS = 600
+CLEANUP_MAX_BATCHES = 100
+
+
+def template_folder() -> Path:
+    """Templates ship inside the wheel; a source checkout keeps them at the top level."""
+    bundled = PACKAGE_DIR / "templates"
+    return bundled if bundled.is_dir() else PACKAGE_DIR.parent / "templates"
+
+
+def _app_class(settings: Settings) -> type[Quart]:
+    if settings.accelerations:
+        from .. import speed
+
+        return speed.app_class()
+    return Quart
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Quart:
+    """Build the app from the environment, with `config` (by variable name) taking precedence."""
+    settings = load_settings(overrides=config)
+    keys = KeySet.from_settings(settings)
+    TokenService(settings, keys)  # a key PyJWT would refuse is a start-up error, not a 500
+    app = _app_class(settings)(
+        "quart_auth_app", template_folder=str(template_folder()), static_folder="static"
+    )
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        MAX_FORM_MEMORY_SIZE=settings.max_body_bytes,
+        MAX_FORM_PARTS=200,
+        BODY_TIMEOUT=15,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["settings"] = settings
+    app.asgi_app = FinishRequests(app.asgi_app)  # type: ignore[method-assign]  # Quart's way
+    _init_lifecycle(app, settings, keys)
+    state.init_app(app)
+    security.init_app(app)
+    errors.register_error_handlers(app)
+    register_views(app)
+    openapi.init_app(app)  # after the views: it documents them
+    return app
+
+
+def _init_lifecycle(app: Quart, settings: Settings, keys: KeySet) -> None:
+    @app.before_serving
+    async def open_everything() -> None:
+        services = open_services(settings, keys)
+        app.extensions["services"] = services
+        if is_sqlite(settings.database_url):
+            await ensure_schema(services.engine, settings.instance_path)
+        app.extensions["cleanup_task"] = asyncio.create_task(_cleanup_forever(services))
+        if settings.accelerations:
+            from .. import speed
+
+            speed.tune_worker()
+
+    @app.after_serving
+    async def close_everything() -> None:
+        task: asyncio.Task[None] | None = app.extensions.pop("cleanup_task", None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        services: Services | None = app.extensions.pop("services", None)
+        if services is not None:
+            await services.close()
+
+
+async def _cleanup_forever(services: Services) -> None:
+    """Delete expired token rows in bounded batches, now and then, for as long as the app runs."""
+    while True:
+        await asyncio.sleep(CLEANUP_INTERVAL_SECONDS)
+        with contextlib.suppress(Exception):
+            async with services.db_sessions() as db:
+                for _ in range(CLEANUP_MAX_BATCHES):
+                    gone = await services.sessions.cleanup(db) + await recovery.cleanup(db)
+                    if gone == 0:
+                        break

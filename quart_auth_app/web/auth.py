@@ -1,0 +1,173 @@
+"""Where tokens travel (header or cookies), `token_required`, and the user resolved once per request."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from quart import after_this_request, request
+from werkzeug.sansio.response import Response
+
+from ..errors import RefreshRaced, TokenInvalid, TokenMissing
+from ..models import User
+from ..sessions import TokenPair
+from ..tokens import Claims
+from .http import client_address
+from .state import Caller, request_db, services, state
+
+ACCESS_COOKIE = "jwt_token"
+REFRESH_COOKIE = "refresh_token"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def bearer_token() -> str | None:
+    """The token of an `Authorization: Bearer` header; "" when the header is there but unusable."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+async def authenticate_request() -> Caller:
+    """Resolve the caller once per request: the header wins; a cookie may renew silently."""
+    current = state()
+    if current.caller is None:
+        user, claims = await _resolve()
+        current.caller = Caller(user, claims)
+    return current.caller
+
+
+async def _resolve() -> tuple[User, Claims]:
+    header = bearer_token()
+    if header is not None:
+        if not header:
+            raise TokenInvalid()
+        return await _user_for(header)
+    cookie = request.cookies.get(ACCESS_COOKIE)
+    refresh = request.cookies.get(REFRESH_COOKIE)
+    if not cookie and not refresh:
+        raise TokenMissing()
+    if cookie:
+        try:
+            return await _user_for(cookie)
+        except TokenInvalid:
+            if not refresh:
+                raise
+    assert refresh is not None
+    return await _renew(refresh)
+
+
+async def _user_for(token: str) -> tuple[User, Claims]:
+    # The check has its own connection (the session store's): no ORM session is opened for it.
+    return await services().sessions.user_for_access(token)
+
+
+async def _renew(refresh: str) -> tuple[User, Claims]:
+    """An expired access cookie with a live refresh cookie: rotate and hand out fresh cookies."""
+    try:
+        rotated = await services().sessions.rotate(request_db(), refresh)
+    except RefreshRaced:
+        raise  # another tab rotated it a moment ago: its fresh cookies must survive
+    except TokenInvalid:
+        clear_cookies_after_request()
+        raise
+    after_this_request(_setting_cookies(rotated.tokens))
+    claims = services().tokens.verify(rotated.tokens.access_token, "access")
+    return rotated.user, claims
+
+
+def _setting_cookies(pair: TokenPair) -> Callable[[Any], Awaitable[Any]]:
+    async def apply(response: Any) -> Any:
+        # A view that set or cleared the cookies itself (login, logout) has the last word.
+        if not _sets_auth_cookie(response):
+            set_auth_cookies(response, pair)
+        return response
+
+    return apply
+
+
+def clear_cookies_after_request() -> None:
+    """Have this request's response (error responses too) clear both cookies."""
+    after_this_request(_clearing_cookies)
+
+
+def _sets_auth_cookie(response: Response) -> bool:
+    return any(
+        value.startswith((f"{ACCESS_COOKIE}=", f"{REFRESH_COOKIE}="))
+        for value in response.headers.getlist("Set-Cookie")
+    )
+
+
+async def _clearing_cookies(response: Any) -> Any:
+    clear_auth_cookies(response)
+    return response
+
+
+def _cookie_secure() -> bool:
+    mode = services().settings.cookie_secure
+    return mode == "true" or (mode == "auto" and request.scheme in ("https", "wss"))
+
+
+def set_auth_cookies(response: Response, pair: TokenPair) -> None:
+    """Put both tokens in HttpOnly, SameSite=Lax cookies."""
+    secure = _cookie_secure()
+    for name, value, max_age in (
+        (ACCESS_COOKIE, pair.access_token, pair.expires_in),
+        (REFRESH_COOKIE, pair.refresh_token, pair.refresh_expires_in),
+    ):
+        response.set_cookie(
+            name, value, max_age=max_age, path="/", secure=secure, httponly=True, samesite="Lax"
+        )
+
+
+def clear_auth_cookies(response: Response) -> None:
+    """Remove both cookies, with the attributes they were set with."""
+    secure = _cookie_secure()
+    for name in (ACCESS_COOKIE, REFRESH_COOKIE):
+        response.delete_cookie(name, path="/", secure=secure, httponly=True, samesite="Lax")
+
+
+def token_required(
+    view: Callable[Concatenate[User, P], Awaitable[R]],
+) -> Callable[P, Awaitable[R]]:
+    """Let the view run only for a valid access token; pass it the user first, as the tutorial."""
+
+    @wraps(view)
+    async def gated(*args: P.args, **kwargs: P.kwargs) -> R:
+        state().protected = True
+        caller = await authenticate_request()
+        return await view(caller.user, *args, **kwargs)
+
+    return gated
+
+
+def current_caller() -> Caller:
+    """The authenticated caller of the current request (inside a `token_required` view)."""
+    caller = state().caller
+    if caller is None:
+        raise RuntimeError("current_caller() outside a token_required view")
+    return caller
+
+
+def current_user() -> User:
+    """The authenticated user of the current request (inside a `token_required` view)."""
+    return current_caller().user
+
+
+def current_claims() -> Claims:
+    """The verified claims of the current request (inside a `token_required` view)."""
+    return current_caller().claims
+
+
+def caller_address() -> str:
+    """The client address used for throttling and session records."""
+    return client_address(services().settings.trusted_proxies)
+
+
+def request_meta() -> dict[str, Any]:
+    """Facts about the client recorded with a new session."""
+    return {"user_agent": request.headers.get("User-Agent"), "client_address": caller_address()}

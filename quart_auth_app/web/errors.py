@@ -1,0 +1,159 @@
+"""The one mapping of errors to HTTP: JSON for API clients, the form again for browsers."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from typing import Any, cast
+from urllib.parse import quote
+
+from quart import Quart, Response, jsonify, redirect, render_template, request
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.exceptions import HTTPException
+
+from ..errors import (
+    AppError,
+    EmailTaken,
+    Forbidden,
+    InvalidCredentials,
+    InvalidInput,
+    InvalidMailToken,
+    NotFound,
+    ServiceUnavailable,
+    Throttled,
+    TokenMissing,
+)
+from .http import wants_html
+from .state import state
+
+log = logging.getLogger(__name__)
+
+# The HTTP status of each domain error (the nearest listed class decides).
+STATUS: dict[type[AppError], int] = {
+    InvalidInput: 400,
+    EmailTaken: 400,
+    InvalidMailToken: 400,
+    InvalidCredentials: 401,
+    TokenMissing: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Throttled: 429,
+    ServiceUnavailable: 503,
+}
+
+
+def status_of(error: AppError) -> int:
+    """The status code a client sees for a domain error."""
+    return next((STATUS[kind] for kind in type(error).__mro__ if kind in STATUS), 400)
+
+
+def headers_of(error: AppError) -> dict[str, str]:
+    """The headers that go with a domain error (RFC 6750, Retry-After)."""
+    if isinstance(error, TokenMissing):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(error, Throttled):
+        return {"Retry-After": str(error.retry_after)}
+    if isinstance(error, ServiceUnavailable):
+        return {"Retry-After": "5"}
+    return {}
+
+
+def error_json(status: int, message: str, errors: dict[str, str] | None = None) -> Response:
+    """The one JSON error shape: {"message": ..., "errors": {...}?}."""
+    body: dict[str, Any] = {"message": message}
+    if errors:
+        body["errors"] = errors
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+async def _browser_error(status: int, message: str, errors: dict[str, str] | None) -> Response:
+    current = state()
+    if status == 401 and current.protected:
+        return cast(Response, redirect(login_redirect_target()))
+    if current.form is not None:
+        values = {k: v for k, v in current.form_values.items() if "password" not in k}
+        context = {**current.form.context, "error": message, "errors": errors or {}}
+        body = await render_template(current.form.template, values=values, **context)
+    else:
+        # The header shows who is signed in when the error came after authentication.
+        user = current.caller.user if current.caller else None
+        body = await render_template("error.html", status=status, message=message, user=user)
+    return Response(body, status=status, content_type="text/html; charset=utf-8")
+
+
+def login_redirect_target() -> str:
+    """/login, remembering where the browser was going unless that is the default anyway."""
+    target = request.full_path.rstrip("?")
+    if request.method != "GET" or target == "/dashboard":
+        return "/login"
+    return f"/login?next={quote(target, safe='')}"
+
+
+async def render_error(status: int, message: str, errors: dict[str, str] | None = None) -> Response:
+    """Answer an error in the shape the client asked for."""
+    if wants_html():
+        return await _browser_error(status, message, errors)
+    return error_json(status, message, errors)
+
+
+def retry_hint(seconds: int) -> str:
+    """When to try again, in words a person reads (API clients read `Retry-After`)."""
+    if seconds < 60:
+        return f"Please try again in {seconds} second{'s' if seconds != 1 else ''}."
+    minutes = -(-seconds // 60)
+    return f"Please try again in {minutes} minute{'s' if minutes != 1 else ''}."
+
+
+def register_error_handlers(app: Quart) -> None:
+    """Map every error to one response shape per audience."""
+
+    @app.errorhandler(AppError)
+    async def app_error(error: AppError) -> Response:
+        message = error.message
+        if isinstance(error, Throttled) and wants_html():
+            message = f"Too many attempts. {retry_hint(error.retry_after)}"
+        status = status_of(error)
+        response = await render_error(status, message, error.errors)
+        if response.status_code == status:
+            response.headers.update(headers_of(error))
+        return response
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        response = await render_error(status, _http_message(error))
+        allowed = getattr(error, "valid_methods", None)
+        if allowed:
+            response.headers["Allow"] = ", ".join(allowed)
+        return response
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(sqlite3.OperationalError)  # speed/'s own SQLite connections
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeout)
+    @app.errorhandler(OSError)
+    async def store_unreachable(error: Exception) -> Response:
+        # The database (which also holds revocations) is down: fail closed with 503, not 500.
+        log.error("storage unreachable: %s", type(error).__name__)
+        response = await render_error(503, ServiceUnavailable.message)
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.errorhandler(Exception)
+    async def unexpected(error: Exception) -> Response:
+        log.exception("unhandled error", exc_info=error)
+        return await render_error(500, "Internal server error")
+
+
+def _http_message(error: HTTPException) -> str:
+    messages = {
+        400: "Bad request",
+        404: "Not found",
+        405: "Method not allowed",
+        413: "Request body too large (limit 64 KiB)",
+        415: "Unsupported content type",
+    }
+    return messages.get(error.code or 500, error.name)

@@ -1,0 +1,86 @@
+"""What the client wants back (HTML or JSON) and what it sent (JSON or a form), read safely."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any
+
+from quart import request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from ..errors import InvalidInput
+
+JSON_TYPES = ("application/json",)
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def wants_html() -> bool:
+    """Whether the client prefers text/html over application/json (a browser)."""
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html"
+
+
+def _reject_constant(value: str) -> Any:
+    raise ValueError(f"{value} is not valid JSON")
+
+
+def _finite_float(value: str) -> float:
+    number = float(value)
+    if number in (float("inf"), float("-inf")):
+        raise ValueError("number out of range")
+    return number
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
+    """Decode a JSON object body, refusing what Python's json accepts but JSON does not."""
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise InvalidInput("JSON is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"Malformed JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("The JSON body must be an object")
+    return data
+
+
+async def read_input() -> dict[str, Any]:
+    """The request body as a dict, from JSON or a form; an empty body is an empty dict."""
+    mimetype = request.mimetype
+    try:
+        if mimetype in JSON_TYPES or mimetype.endswith("+json"):
+            body = await request.get_data(cache=True, as_text=False, parse_form_data=False)
+            return parse_json(bytes(body)) if body.strip() else {}
+        if mimetype in FORM_TYPES:
+            form = await request.form
+            return {key: form.get(key) for key in form}
+        raw = await request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise
+    except ValueError as exc:
+        raise InvalidInput(f"Malformed request body: {exc}") from None
+    if raw:
+        raise InvalidInput("Unsupported content type: send application/json or a form")
+    return {}
+
+
+def client_address(trusted_proxies: int) -> str:
+    """The socket peer, or the address the n-th trusted proxy saw when proxies are configured."""
+    peer = request.remote_addr or "unknown"
+    if trusted_proxies <= 0:
+        return peer
+    hops = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",")]
+    hops = [hop for hop in hops if hop]
+    if len(hops) < trusted_proxies:
+        return peer
+    # A misconfigured proxy chain must not turn any header text into a stored "address".
+    return hops[-trusted_proxies] if _is_ip(hops[-trusted_proxies]) else peer
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,180 @@
+"""Request and response models: the input rules of SPEC §7, shared by validation and OpenAPI."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError
+
+from ..errors import InvalidInput
+from ..rules import (
+    MAX_EMAIL,
+    MAX_NAME,
+    MAX_PASSWORD,
+    MIN_PASSWORD,
+    check_email,
+    check_given_password,
+    check_name,
+    check_new_password,
+    check_token,
+    given_email,
+)
+
+
+def _documented(**schema: Any) -> Any:
+    """Constraints shown in OpenAPI only: the validators above decide, with their own messages."""
+    return Field(json_schema_extra=schema)
+
+
+Name = Annotated[
+    StrictStr, AfterValidator(check_name), _documented(minLength=1, maxLength=MAX_NAME)
+]
+Email = Annotated[
+    StrictStr, AfterValidator(check_email), _documented(format="email", maxLength=MAX_EMAIL)
+]
+NewPassword = Annotated[
+    StrictStr,
+    AfterValidator(check_new_password),
+    _documented(minLength=MIN_PASSWORD, maxLength=MAX_PASSWORD),
+]
+GivenPassword = Annotated[
+    StrictStr,
+    AfterValidator(check_given_password),
+    _documented(minLength=1, maxLength=MAX_PASSWORD),
+]
+# What a client gives to name an existing account (login, reset, resend): its lookup key.
+GivenEmail = Annotated[StrictStr, AfterValidator(given_email)]
+Token = Annotated[StrictStr, AfterValidator(check_token)]
+
+
+class Input(BaseModel):
+    # Unknown fields are ignored, never assigned.
+    model_config = ConfigDict(extra="ignore", str_max_length=65_536)
+
+
+class SignupIn(Input):
+    name: Name
+    email: Email
+    password: NewPassword
+
+
+class LoginIn(Input):
+    email: GivenEmail
+    password: GivenPassword
+
+
+class RefreshIn(Input):
+    refresh_token: Token | None = None
+
+
+class UpdateMeIn(Input):
+    name: Name
+
+
+class ChangePasswordIn(Input):
+    current_password: GivenPassword
+    new_password: NewPassword
+
+
+class DeleteMeIn(Input):
+    password: GivenPassword
+
+
+class ForgotPasswordIn(Input):
+    email: GivenEmail
+
+
+class ResetPasswordIn(Input):
+    token: Token
+    new_password: NewPassword
+
+
+class VerifyEmailIn(Input):
+    token: Token
+
+
+class ResendVerificationIn(Input):
+    # Only for callers who cannot sign in yet (REQUIRE_VERIFIED_EMAIL); signed-in callers send nothing.
+    email: GivenEmail | None = None
+
+
+class MessageOut(BaseModel):
+    message: str
+
+
+class ErrorOut(BaseModel):
+    message: str
+    errors: dict[str, str] | None = None
+
+
+class UserOut(BaseModel):
+    public_id: str
+    name: str
+    email: str
+
+
+class MeOut(UserOut):
+    email_verified: bool
+    created_at: datetime
+
+
+class TokensOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "Bearer"  # noqa: S105 - the scheme name, not a secret
+    expires_in: int
+
+
+class SessionOut(BaseModel):
+    id: str
+    created_at: datetime
+    last_used_at: datetime
+    user_agent: str | None
+    client_address: str | None
+    current: bool
+
+
+class SessionsOut(BaseModel):
+    sessions: list[SessionOut]
+
+
+class HealthOut(BaseModel):
+    status: str
+
+
+class JwksOut(BaseModel):
+    """The public verification keys (JWK), empty when tokens are signed with HS256."""
+
+    keys: list[dict[str, Any]]
+
+
+M = TypeVar("M", bound=Input)
+
+_REASONS = {
+    "missing": "This field is required",
+    "string_type": "Must be a string",
+    "string_too_long": "Too long",
+    # Lone surrogates ("\ud800" escaped in JSON) cannot be encoded: say so plainly.
+    "string_unicode": "Contains invalid characters (lone surrogates)",
+}
+
+
+def parse_input(model: type[M], data: dict[str, Any]) -> M:
+    """Validate a request body against a model; failures become one 400 with per-field reasons."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors: dict[str, str] = {}
+        for error in exc.errors(include_url=False, include_input=False):
+            field = str(error["loc"][0]) if error["loc"] else "body"
+            reason = _REASONS.get(error["type"]) or str(error["msg"]).removeprefix("Value error, ")
+            errors.setdefault(field, reason)
+        raise InvalidInput(_summary(errors), errors=errors) from None
+
+
+def _summary(errors: dict[str, str]) -> str:
+    if len(errors) == 1:
+        field, reason = next(iter(errors.items()))
+        return f"{field}: {reason}"
+    return "Invalid input: " + ", ".join(sorted(errors))

@@ -1,0 +1,70 @@
+"""Security headers on every response and refusal of cross-origin unsafe requests (SPEC §7)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from quart import Quart, Response, request
+
+from ..errors import Forbidden
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+# Token, account and signed-in pages: never kept by browsers or shared caches.
+NO_STORE_PREFIXES = (
+    "/login",
+    "/signup",
+    "/token",
+    "/logout",
+    "/me",
+    "/password",
+    "/verify",
+    "/account",
+    "/dashboard",
+)
+
+
+def cross_origin_refused() -> bool:
+    """Whether an unsafe request comes from a browser on another site or origin."""
+    if request.method not in UNSAFE_METHODS:
+        return False
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        return fetch_site.lower() not in ("same-origin", "none")
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    parts = urlsplit(origin)
+    return origin == "null" or parts.netloc.lower() != request.host.lower()
+
+
+def add_security_headers(response: Response) -> Response:
+    """The headers every response carries, plus CSP on pages and no-store on token responses."""
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    if response.mimetype == "text/html":
+        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    if request.path.startswith(NO_STORE_PREFIXES):
+        headers["Cache-Control"] = "no-store"
+        headers.setdefault("Pragma", "no-cache")
+    return response
+
+
+def init_app(app: Quart) -> None:
+    """Install the cross-origin gate and the response headers."""
+
+    @app.before_request
+    async def refuse_cross_origin() -> None:
+        if cross_origin_refused():
+            raise Forbidden("Cross-origin request refused")
+
+    @app.after_request
+    async def security_headers(response: Response) -> Response:
+        # Async on purpose: Quart runs a sync hook in a thread pool, a hop on every response.
+        return add_security_headers(response)

@@ -1,0 +1,13 @@
+"""Thin HTTP handlers, grouped by audience and resource."""
+
+from __future__ import annotations
+
+from quart import Quart
+
+from . import account, account_page, ops, pages, recovery, tokens
+
+
+def register_views(app: Quart) -> None:
+    """Attach every blueprint."""
+    for module in (pages, tokens, account, account_page, recovery, ops):
+        app.register_blueprint(module.blueprint)

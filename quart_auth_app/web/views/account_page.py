@@ -1,0 +1,136 @@
+"""The account page for people in a browser: the JSON account routes' actions as HTML forms."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from quart import Blueprint, flash, redirect, render_template
+from quart.typing import ResponseReturnValue
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from ...errors import NotFound
+from ...models import LoginSession, User
+from ...users import rename
+from ..auth import caller_address, clear_auth_cookies, current_claims, token_required
+from ..forms import form_input
+from ..schemas import ChangePasswordIn, DeleteMeIn, UpdateMeIn
+from ..state import request_db, services
+
+blueprint = Blueprint("browser", __name__)
+
+TEMPLATE = "account.html"
+BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"))
+SYSTEMS = (("Android", "Android"), ("iPhone", "iPhone"), ("iPad", "iPad"), ("Windows", "Windows"))
+SYSTEMS_LATE = (("Mac OS X", "macOS"), ("CrOS", "ChromeOS"), ("Linux", "Linux"))
+
+
+@dataclass(frozen=True)
+class Device:
+    """One live session as the account page lists it."""
+
+    id: str
+    label: str
+    address: str
+    created_at: str
+    last_used_at: str
+    current: bool
+
+
+def device_label(user_agent: str | None) -> str:
+    """A short "Browser on System" for a User-Agent; people recognise that, not the raw string."""
+    if not user_agent:
+        return "Unknown device"
+    browser = _first_match(user_agent, BROWSERS)
+    if browser is None and "Safari/" in user_agent:
+        browser = "Safari"
+    system = _first_match(user_agent, SYSTEMS + SYSTEMS_LATE)
+    if browser and system:
+        return f"{browser} on {system}"
+    return browser or system or re.split(r"[\s/]", user_agent.strip(), maxsplit=1)[0][:40]
+
+
+def _first_match(text: str, table: tuple[tuple[str, str], ...]) -> str | None:
+    return next((name for marker, name in table if marker in text), None)
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%d %b %Y, %H:%M UTC")
+
+
+def _device(row: LoginSession, current: str) -> Device:
+    return Device(
+        id=row.id,
+        label=device_label(row.user_agent),
+        address=row.client_address or "unknown address",
+        created_at=_when(row.created_at),
+        last_used_at=_when(row.last_used_at),
+        current=row.id == current,
+    )
+
+
+async def page_context(user: User, form: str | None = None) -> dict[str, Any]:
+    """What account.html needs; `form` says which section an error belongs to."""
+    current = current_claims().session_id
+    rows = await services().sessions.list_live(request_db(), user.id)
+    devices = sorted((_device(row, current) for row in rows), key=lambda d: not d.current)
+    return {"user": user, "devices": devices, "form": form}
+
+
+async def done(message: str, target: str = "/account") -> WerkzeugResponse:
+    """Redirect after a successful form post, with a message for the next page."""
+    await flash(message, "success")
+    return redirect(target)
+
+
+@blueprint.get("/account")
+@token_required
+async def account(user: User) -> ResponseReturnValue:
+    return await render_template(TEMPLATE, values={}, **await page_context(user))
+
+
+@blueprint.post("/account/name")
+@token_required
+async def change_name(user: User) -> ResponseReturnValue:
+    body = await form_input(UpdateMeIn, TEMPLATE, **await page_context(user, "name"))
+    await rename(request_db(), user, body.name)
+    return await done(f"Your name is now {body.name}.")
+
+
+@blueprint.post("/account/password")
+@token_required
+async def change_password(user: User) -> ResponseReturnValue:
+    body = await form_input(ChangePasswordIn, TEMPLATE, **await page_context(user, "password"))
+    await services().accounts.change_password(
+        request_db(),
+        user,
+        body.current_password,
+        body.new_password,
+        caller_address(),
+        keep=current_claims().session_id,
+    )
+    return await done("Password changed. Your other devices have been signed out.")
+
+
+@blueprint.post("/account/sessions/<session_id>/revoke")
+@token_required
+async def revoke_session(user: User, session_id: str) -> ResponseReturnValue:
+    if not await services().sessions.revoke(request_db(), user.id, session_id):
+        raise NotFound("That session has already ended or is not yours.")
+    if session_id != current_claims().session_id:
+        return await done("That device has been signed out.")
+    response = await done("You have been signed out on this device.", "/login")
+    clear_auth_cookies(response)
+    return response
+
+
+@blueprint.post("/account/delete")
+@token_required
+async def delete_account(user: User) -> ResponseReturnValue:
+    body = await form_input(DeleteMeIn, TEMPLATE, **await page_context(user, "delete"))
+    await services().accounts.delete(request_db(), user, body.password, caller_address())
+    response = await done("Your account has been deleted. Goodbye!", "/signup")
+    clear_auth_cookies(response)
+    return response

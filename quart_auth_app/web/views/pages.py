@@ -1,0 +1,65 @@
+"""The tutorial's routes: /, /signup, /login, /dashboard."""
+
+from __future__ import annotations
+
+from quart import Blueprint, flash, jsonify, redirect, render_template, request
+from quart.typing import ResponseReturnValue
+
+from ...models import User
+from ...users import create_user
+from ..auth import caller_address, set_auth_cookies, token_required
+from ..forms import form_input, model_json, next_param, safe_next
+from ..http import wants_html
+from ..mail_jobs import send_verification
+from ..schemas import LoginIn, SignupIn, UserOut
+from ..state import request_db, services
+
+blueprint = Blueprint("pages", __name__)
+
+
+@blueprint.get("/")
+@blueprint.get("/login")
+async def login_page() -> ResponseReturnValue:
+    return await render_template("login.html", values={}, next=next_param() or "")
+
+
+@blueprint.get("/signup")
+async def signup_page() -> ResponseReturnValue:
+    return await render_template("signup.html", values={})
+
+
+@blueprint.post("/signup")
+async def signup() -> ResponseReturnValue:
+    await services().throttle.attempt("signup", caller_address())
+    body = await form_input(SignupIn, "signup.html")
+    user = await create_user(request_db(), services().hasher, body.name, body.email, body.password)
+    send_verification(user.email)
+    if wants_html():
+        await flash("Account created, please log in.", "success")
+        return redirect("/login")
+    return model_json(UserOut(public_id=user.public_id, name=user.name, email=user.email), 201)
+
+
+@blueprint.post("/login")
+async def login() -> ResponseReturnValue:
+    address = caller_address()
+    app_services = services()
+    await app_services.throttle.attempt("login", address)
+    body = await form_input(LoginIn, "login.html", next=next_param() or "")
+    pair = await app_services.accounts.login(
+        request_db(), body.email, body.password, address, request.headers.get("User-Agent")
+    )
+    if wants_html():
+        response = redirect(safe_next(next_param()))
+        set_auth_cookies(response, pair)
+        return response
+    return jsonify(pair.as_json())
+
+
+@blueprint.get("/dashboard")
+@token_required
+async def dashboard(user: User) -> ResponseReturnValue:
+    message = f"Welcome {user.name}! You are logged in."
+    if wants_html():
+        return await render_template("dashboard.html", user=user, message=message)
+    return jsonify({"message": message})

@@ -1,0 +1,104 @@
+"""The token lifecycle over HTTP: refresh, logout, sessions, JWKS."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from quart import Blueprint, jsonify, redirect, request
+from quart.typing import ResponseReturnValue
+from werkzeug.sansio.response import Response as ResponseType
+
+from ...errors import NotFound, RefreshRaced, TokenInvalid, TokenMissing
+from ...models import User
+from ..auth import (
+    REFRESH_COOKIE,
+    clear_auth_cookies,
+    clear_cookies_after_request,
+    current_claims,
+    set_auth_cookies,
+    token_required,
+)
+from ..forms import form_input, model_json, next_param, no_content, safe_next
+from ..http import wants_html
+from ..schemas import RefreshIn, SessionOut, SessionsOut
+from ..state import request_db, services, state
+
+blueprint = Blueprint("tokens", __name__)
+
+
+@blueprint.post("/token/refresh")
+async def refresh() -> ResponseReturnValue:
+    body = await form_input(RefreshIn)
+    from_cookie = body.refresh_token is None
+    token = body.refresh_token or request.cookies.get(REFRESH_COOKIE)
+    state().protected = True  # a browser whose refresh fails goes back to the login page
+    if not token:
+        raise TokenMissing()
+    try:
+        rotated = await services().sessions.rotate(request_db(), token)
+    except RefreshRaced:
+        raise  # a concurrent request rotated it: keep the cookies that request is setting
+    except TokenInvalid:
+        if from_cookie:
+            clear_cookies_after_request()
+        raise
+    response: ResponseType = (
+        redirect(safe_next(next_param())) if wants_html() else jsonify(rotated.tokens.as_json())
+    )
+    if from_cookie or wants_html():
+        set_auth_cookies(response, rotated.tokens)
+    return cast(ResponseReturnValue, response)
+
+
+def _signed_out(message: str) -> ResponseReturnValue:
+    response = redirect("/login") if wants_html() else jsonify({"message": message})
+    clear_auth_cookies(response)
+    return response
+
+
+@blueprint.post("/logout")
+@token_required
+async def logout(user: User) -> ResponseReturnValue:
+    await services().sessions.revoke(request_db(), user.id, current_claims().session_id)
+    return _signed_out("Logged out.")
+
+
+@blueprint.post("/logout/all")
+@token_required
+async def logout_all(user: User) -> ResponseReturnValue:
+    await services().sessions.revoke_all(request_db(), user.id)
+    return _signed_out("Logged out everywhere.")
+
+
+@blueprint.get("/me/sessions")
+@token_required
+async def list_sessions(user: User) -> ResponseReturnValue:
+    current = current_claims().session_id
+    rows = await services().sessions.list_live(request_db(), user.id)
+    sessions = [
+        SessionOut(
+            id=row.id,
+            created_at=row.created_at,
+            last_used_at=row.last_used_at,
+            user_agent=row.user_agent,
+            client_address=row.client_address,
+            current=row.id == current,
+        )
+        for row in rows
+    ]
+    return model_json(SessionsOut(sessions=sessions))
+
+
+@blueprint.delete("/me/sessions/<session_id>")
+@token_required
+async def revoke_session(user: User, session_id: str) -> ResponseReturnValue:
+    if not await services().sessions.revoke(request_db(), user.id, session_id):
+        raise NotFound("Session not found")
+    return no_content()
+
+
+@blueprint.get("/.well-known/jwks.json")
+async def jwks() -> ResponseReturnValue:
+    response = jsonify(services().tokens.keys.jwks())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
