@@ -1,6 +1,7 @@
 """Test helpers for this project and for apps built on it: users, signed-in clients, tokens.
 
-Use inside `async with app.test_app():` so start-up hooks (engine, schema) have run::
+Use inside `async with app.test_app():` so start-up hooks (engine, schema) have run, as the `app`
+fixture of the package's pytest plugin (pytest_plugin.py) is::
 
     user = await make_user(app, name="Ann")
     client = await bearer_client(app, user)
