@@ -9,7 +9,7 @@ from ..auth import request_meta, set_auth_cookies, token_required
 from ..db import request_session
 from ..errors import EmailNotVerified, InvalidCredentials
 from ..models import User
-from ..negotiation import wants_html
+from ..negotiation import tutorial_form_caller, wants_html, wants_redirect
 from ..schemas import LoginIn, SignupIn, UserOut
 from ..services import services
 from ..users import authenticate, create_user
@@ -40,6 +40,8 @@ async def signup() -> ResponseReturnValue:
     if wants_html():
         await flash("Account created, please log in.", "success")
         return redirect("/login")
+    if tutorial_form_caller():
+        return redirect("/login")  # as the tutorial: no flashed message, so no session cookie
     return model_json(UserOut(public_id=user.public_id, name=user.name, email=user.email), 201)
 
 
@@ -70,7 +72,7 @@ async def login() -> ResponseReturnValue:
         raise EmailNotVerified()
     await throttle.clear_failures(body.email, address)
     pair = await sessions.start(request_session(), user, **request_meta())
-    if wants_html():
+    if wants_redirect():
         response = redirect(safe_next(next_param()))
         set_auth_cookies(response, pair)
         return response

@@ -19,7 +19,7 @@ from ..auth import (
 from ..db import request_session
 from ..errors import NotFound, RefreshRaced, TokenInvalid, TokenMissing
 from ..models import User
-from ..negotiation import wants_html
+from ..negotiation import wants_html, wants_redirect
 from ..schemas import RefreshIn, SessionOut, SessionsOut
 from ..services import services
 from .forms import form_input, model_json, next_param, no_content, safe_next
@@ -52,7 +52,7 @@ async def refresh() -> ResponseReturnValue:
 
 
 def _signed_out(message: str) -> ResponseReturnValue:
-    response = redirect("/login") if wants_html() else jsonify({"message": message})
+    response = redirect("/login") if wants_redirect() else jsonify({"message": message})
     clear_auth_cookies(response)
     return response
 
