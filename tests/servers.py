@@ -101,12 +101,13 @@ def start_server(
     config: Path = HYPERCORN_TOML,
     extra_args: Sequence[str] = (),
     timeout: float = 60,
+    port: int | None = None,
 ) -> Server:
     """Start `hypercorn --config <config> quart_auth_app:app`; wait until every worker serves.
 
-    `workers=None` keeps the count the config file sets.
+    `workers=None` keeps the count the config file sets; `port=None` takes any free port.
     """
-    port = free_port()
+    port = port or free_port()
     handle, name = tempfile.mkstemp(prefix="qaa-server-", suffix=".log")
     log_path = Path(name)
     os.close(handle)
@@ -172,10 +173,14 @@ def _healthy(server: Server) -> bool:
 
 @contextmanager
 def running_server(
-    env: Mapping[str, str], *, workers: int | None = 1, extra_args: Sequence[str] = ()
+    env: Mapping[str, str],
+    *,
+    workers: int | None = 1,
+    extra_args: Sequence[str] = (),
+    port: int | None = None,
 ) -> Iterator[Server]:
     """A server for the duration of a `with` block; its log is kept only if the block failed."""
-    server = start_server(env, workers=workers, extra_args=extra_args)
+    server = start_server(env, workers=workers, extra_args=extra_args, port=port)
     try:
         yield server
     except BaseException:

@@ -7,18 +7,48 @@ import json
 from typing import Any
 
 from quart import request
+from werkzeug.datastructures import MIMEAccept
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..errors import InvalidInput
 
 JSON_TYPES = ("application/json",)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# The routes a tutorial client posts its forms to (SPEC §3, second kind of caller).
+TUTORIAL_FORM_PATHS = frozenset({"/signup", "/login", "/logout"})
 
 
 def wants_html() -> bool:
     """Whether the client prefers text/html over application/json (a browser)."""
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return best == "text/html"
+
+
+def tutorial_form_caller() -> bool:
+    """Whether to answer as the tutorial does: a form post to its routes, JSON not asked for.
+
+    curl -d, Postman's form-data and the tutorial's own steps send `*/*` or no Accept at all;
+    they get the tutorial's redirects and cookies (SPEC §3 rule 2). Browsers come first.
+    """
+    return (
+        request.method == "POST"
+        and request.path in TUTORIAL_FORM_PATHS
+        and request.mimetype in FORM_TYPES
+        and not wants_html()
+        and not _names_json()
+    )
+
+
+def wants_redirect() -> bool:
+    """Whether a success is the redirect (browsers, tutorial form callers) rather than JSON."""
+    return wants_html() or tutorial_form_caller()
+
+
+def _names_json() -> bool:
+    # `*/*` accepts JSON but does not ask for it; only a named type (application/json,
+    # application/*) ranked at least as high as text/html does.
+    named = MIMEAccept([item for item in request.accept_mimetypes if item[0] != "*/*"])
+    return named.best_match(["application/json", "text/html"]) == "application/json"
 
 
 def _reject_constant(value: str) -> Any:

@@ -288,6 +288,12 @@ class Provider(OpenAPIProvider):
         return body, components
 
 
+REDIRECT_TEXT = (
+    "Browsers (Accept: text/html) are redirected; so is a form post to /signup, /login or "
+    "/logout that does not ask for application/json (the tutorial's clients)"
+)
+
+
 def _complete(operation: dict[str, Any], doc: Doc) -> None:
     operation["summary"] = doc.summary
     if "requestBody" in operation and _body_optional(doc):
@@ -297,7 +303,7 @@ def _complete(operation: dict[str, Any], doc: Doc) -> None:
     if model is None:
         responses[status] = {"description": "Done; no content"}
     if doc.html_too:
-        responses.setdefault(302, {"description": "Browsers (Accept: text/html) are redirected"})
+        responses.setdefault(302, {"description": REDIRECT_TEXT})
     for code, response in responses.items():
         if not response.get("description"):
             response["description"] = ERROR_TEXT.get(code, "OK")

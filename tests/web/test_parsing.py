@@ -144,7 +144,9 @@ async def test_multipart_forms_are_read(client: Any) -> None:
     body, headers = multipart(
         {"name": "Ann", "email": "ann@example.com", "password": "correct horse battery"}
     )
-    response = await client.post("/signup", data=body, headers=headers)
+    response = await client.post(
+        "/signup", data=body, headers={**headers, "Accept": "application/json"}
+    )
     assert response.status_code == 201
     assert (await response.get_json())["email"] == "ann@example.com"
 

@@ -41,8 +41,9 @@ async def test_form_signup_redirects_browser_to_login(client: Any) -> None:
     assert b"Account created, please log in." in await page.get_data()
 
 
-async def test_form_signup_from_api_client_gets_json(client: Any) -> None:
-    response = await client.post("/signup", form=SIGNUP)
+async def test_form_signup_asking_for_json_gets_json(client: Any) -> None:
+    # Without the Accept header this is the tutorial's client (tests/test_tutorial_clients.py).
+    response = await client.post("/signup", form=SIGNUP, headers={"Accept": "application/json"})
     assert response.status_code == 201
     assert (await response.get_json())["email"] == "ann@example.com"
 

@@ -9,7 +9,7 @@ from ...models import User
 from ...users import create_user
 from ..auth import caller_address, set_auth_cookies, token_required
 from ..forms import form_input, model_json, next_param, safe_next
-from ..http import wants_html
+from ..http import tutorial_form_caller, wants_html, wants_redirect
 from ..mail_jobs import send_verification
 from ..schemas import LoginIn, SignupIn, UserOut
 from ..state import request_db, services
@@ -37,6 +37,8 @@ async def signup() -> ResponseReturnValue:
     if wants_html():
         await flash("Account created, please log in.", "success")
         return redirect("/login")
+    if tutorial_form_caller():
+        return redirect("/login")  # as the tutorial: no flashed message, so no session cookie
     return model_json(UserOut(public_id=user.public_id, name=user.name, email=user.email), 201)
 
 
@@ -49,7 +51,7 @@ async def login() -> ResponseReturnValue:
     pair = await app_services.accounts.login(
         request_db(), body.email, body.password, address, request.headers.get("User-Agent")
     )
-    if wants_html():
+    if wants_redirect():
         response = redirect(safe_next(next_param()))
         set_auth_cookies(response, pair)
         return response

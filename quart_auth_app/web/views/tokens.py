@@ -19,7 +19,7 @@ from ..auth import (
     token_required,
 )
 from ..forms import form_input, model_json, next_param, no_content, safe_next
-from ..http import wants_html
+from ..http import wants_html, wants_redirect
 from ..schemas import RefreshIn, SessionOut, SessionsOut
 from ..state import request_db, services, state
 
@@ -51,7 +51,7 @@ async def refresh() -> ResponseReturnValue:
 
 
 def _signed_out(message: str) -> ResponseReturnValue:
-    response = redirect("/login") if wants_html() else jsonify({"message": message})
+    response = redirect("/login") if wants_redirect() else jsonify({"message": message})
     clear_auth_cookies(response)
     return response
 
