@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from .errors import AppError, ServiceUnavailable, Throttled
 from .negotiation import wants_html
+from .views.feedback import field_sentences, form_summary
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ async def _browser_error(status: int, message: str, errors: dict[str, str] | Non
         return cast(Response, redirect(login_redirect_target()))
     template = g.get("form_template")
     if template:
+        if errors:  # people read which fields to correct, then each field's reason beside it
+            message, errors = form_summary(errors), field_sentences(errors)
         values = {k: v for k, v in g.get("form_values", {}).items() if "password" not in k}
         context = {**g.get("form_context", {}), "error": message, "errors": errors or {}}
         body = await render_template(template, values=values, **context)

@@ -13,15 +13,19 @@ from ..negotiation import wants_html
 from ..schemas import LoginIn, SignupIn, UserOut
 from ..services import services
 from ..users import authenticate, create_user
+from . import feedback
 from .forms import caller_address, form_input, model_json, next_param, safe_next
 
 blueprint = Blueprint("pages", __name__)
+blueprint.app_context_processor(feedback.template_context)
 
 
 @blueprint.get("/")
 @blueprint.get("/login")
 async def login_page() -> ResponseReturnValue:
-    return await render_template("login.html", values={}, next=next_param() or "")
+    email = feedback.recalled_email()  # just signed up: only the password is left to type
+    values = {"email": email} if email else {}
+    return await render_template("login.html", values=values, next=next_param() or "")
 
 
 @blueprint.get("/signup")
@@ -39,6 +43,7 @@ async def signup() -> ResponseReturnValue:
     await after_signup(user)
     if wants_html():
         await flash("Account created, please log in.", "success")
+        feedback.remember_email(user.email)
         return redirect("/login")
     return model_json(UserOut(public_id=user.public_id, name=user.name, email=user.email), 201)
 
@@ -67,7 +72,7 @@ async def login() -> ResponseReturnValue:
         await throttle.record_failure(body.email, address)
         raise
     if app_services.settings.require_verified_email and not user.email_verified:
-        raise EmailNotVerified()
+        raise EmailNotVerified(feedback.not_verified() if wants_html() else None)
     await throttle.clear_failures(body.email, address)
     pair = await sessions.start(request_session(), user, **request_meta())
     if wants_html():
