@@ -26,6 +26,7 @@ from ..errors import (
 )
 from .http import wants_html
 from .state import state
+from .views.feedback import field_sentences, form_summary
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ async def _browser_error(status: int, message: str, errors: dict[str, str] | Non
     if status == 401 and current.protected:
         return cast(Response, redirect(login_redirect_target()))
     if current.form is not None:
+        if errors:  # people read which fields to correct, then each field's reason beside it
+            message, errors = form_summary(errors), field_sentences(errors)
         values = {k: v for k, v in current.form_values.items() if "password" not in k}
         context = {**current.form.context, "error": message, "errors": errors or {}}
         body = await render_template(current.form.template, values=values, **context)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from quart import Blueprint, flash, jsonify, redirect, render_template, request
 from quart.typing import ResponseReturnValue
 
+from ...errors import EmailNotVerified
 from ...models import User
 from ...users import create_user
 from ..auth import caller_address, set_auth_cookies, token_required
@@ -13,14 +14,18 @@ from ..http import tutorial_form_caller, wants_html, wants_redirect
 from ..mail_jobs import send_verification
 from ..schemas import LoginIn, SignupIn, UserOut
 from ..state import request_db, services
+from . import feedback
 
 blueprint = Blueprint("pages", __name__)
+blueprint.app_context_processor(feedback.template_context)
 
 
 @blueprint.get("/")
 @blueprint.get("/login")
 async def login_page() -> ResponseReturnValue:
-    return await render_template("login.html", values={}, next=next_param() or "")
+    email = feedback.recalled_email()  # just signed up: only the password is left to type
+    values = {"email": email} if email else {}
+    return await render_template("login.html", values=values, next=next_param() or "")
 
 
 @blueprint.get("/signup")
@@ -36,6 +41,7 @@ async def signup() -> ResponseReturnValue:
     send_verification(user.email)
     if wants_html():
         await flash("Account created, please log in.", "success")
+        feedback.remember_email(user.email)
         return redirect("/login")
     if tutorial_form_caller():
         return redirect("/login")  # as the tutorial: no flashed message, so no session cookie
@@ -48,9 +54,13 @@ async def login() -> ResponseReturnValue:
     app_services = services()
     await app_services.throttle.attempt("login", address)
     body = await form_input(LoginIn, "login.html", next=next_param() or "")
-    pair = await app_services.accounts.login(
-        request_db(), body.email, body.password, address, request.headers.get("User-Agent")
-    )
+    try:
+        pair = await app_services.accounts.login(
+            request_db(), body.email, body.password, address, request.headers.get("User-Agent")
+        )
+    except EmailNotVerified:
+        # People are told where the link went; the API keeps the message of SPEC §6.
+        raise EmailNotVerified(feedback.not_verified() if wants_html() else None) from None
     if wants_redirect():
         response = redirect(safe_next(next_param()))
         set_auth_cookies(response, pair)

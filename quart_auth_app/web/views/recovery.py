@@ -20,6 +20,7 @@ from ..schemas import (
     VerifyEmailIn,
 )
 from ..state import FormPage, request_db, services, state
+from . import feedback
 
 blueprint = Blueprint("recovery", __name__)
 
@@ -47,7 +48,7 @@ async def forgot() -> ResponseReturnValue:
     body = await form_input(ForgotPasswordIn, "forgot_password.html")
     send_reset(body.email)
     if wants_html():
-        await flash(RESET_SENT, "success")
+        await flash(feedback.reset_sent(), "success")
         return redirect("/login")
     return model_json(MessageOut(message=RESET_SENT), 202)
 
@@ -113,7 +114,8 @@ async def request_verification() -> ResponseReturnValue:
     if not user.email_verified:
         send_verification(user.email)
     if wants_html():
-        await flash(message, "success")
+        notice = ALREADY_VERIFIED if user.email_verified else feedback.verification_sent(user.email)
+        await flash(notice, "success")
         return redirect("/dashboard")
     return model_json(MessageOut(message=message), 202)
 
@@ -138,6 +140,6 @@ async def _resend_by_email() -> ResponseReturnValue:
         raise TokenMissing()
     send_verification(body.email)
     if wants_html():
-        await flash(VERIFY_RESENT, "success")
+        await flash(feedback.verification_resent(), "success")
         return redirect("/login")
     return model_json(MessageOut(message=VERIFY_RESENT), 202)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from quart import Blueprint, jsonify, redirect, request
+from quart import Blueprint, flash, jsonify, redirect, request
 from quart.typing import ResponseReturnValue
 from werkzeug.sansio.response import Response as ResponseType
 
@@ -50,24 +50,31 @@ async def refresh() -> ResponseReturnValue:
     return cast(ResponseReturnValue, response)
 
 
-def _signed_out(message: str) -> ResponseReturnValue:
-    response = redirect("/login") if wants_redirect() else jsonify({"message": message})
+async def _signed_out(message: str, notice: str) -> ResponseReturnValue:
+    response: ResponseType
+    if wants_html():
+        await flash(notice, "success")  # shown on the login page the browser lands on
+        response = redirect("/login")
+    elif wants_redirect():
+        response = redirect("/login")  # a tutorial client: no flashed message, no session cookie
+    else:
+        response = jsonify({"message": message})
     clear_auth_cookies(response)
-    return response
+    return cast(ResponseReturnValue, response)
 
 
 @blueprint.post("/logout")
 @token_required
 async def logout(user: User) -> ResponseReturnValue:
     await services().sessions.revoke(request_db(), user.id, current_claims().session_id)
-    return _signed_out("Logged out.")
+    return await _signed_out("Logged out.", "You have been signed out.")
 
 
 @blueprint.post("/logout/all")
 @token_required
 async def logout_all(user: User) -> ResponseReturnValue:
     await services().sessions.revoke_all(request_db(), user.id)
-    return _signed_out("Logged out everywhere.")
+    return await _signed_out("Logged out everywhere.", "You have been signed out on every device.")
 
 
 @blueprint.get("/me/sessions")
