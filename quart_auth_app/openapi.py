@@ -86,6 +86,7 @@ class Doc:
     auth: bool = False
     anonymous_too: bool = False  # credentials optional: without them the body decides
     html_too: bool = False  # browsers get a page (or a redirect) from the same route
+    description: str = ""
     extra: dict[int, type[BaseModel]] = field(default_factory=dict)
 
 
@@ -200,7 +201,12 @@ DOCS: dict[str, Doc] = {
         (200, MessageOut),
         (400, 429),
         query=VerifyLinkQuery,
-        html_too=True,
+        description=(
+            "API clients get JSON: 200 once the address is verified; 400 when the token is "
+            "missing or empty (`errors.token`), or unknown, used or expired. Browsers (Accept "
+            "preferring text/html, as when a person opens the link) get an HTML page instead, "
+            "with the same status; without a token, that page asks for one."
+        ),
     ),
     "recovery.verify": Doc(
         "Verify the email address with a mailed token",
@@ -266,8 +272,12 @@ class Provider(OpenAPIProvider):
 
 def _complete(operation: dict[str, Any], doc: Doc) -> None:
     operation["summary"] = doc.summary
+    if doc.description:
+        operation["description"] = doc.description
     if "requestBody" in operation and _body_optional(doc):
         operation["requestBody"]["required"] = False
+    if doc.query is not None:
+        _mark_required_parameters(operation, doc.query)
     responses: dict[int, Any] = operation["responses"]
     status, model = doc.ok
     if model is None:
@@ -277,6 +287,14 @@ def _complete(operation: dict[str, Any], doc: Doc) -> None:
     for code, response in responses.items():
         if not response.get("description"):
             response["description"] = ERROR_TEXT.get(code, "OK")
+
+
+def _mark_required_parameters(operation: dict[str, Any], query: type[BaseModel]) -> None:
+    # quart-schema leaves `required` out of query parameters, so a required one read as optional.
+    required = {name for name, info in query.model_fields.items() if info.is_required()}
+    for parameter in operation.get("parameters", ()):
+        if parameter["in"] == "query" and parameter["name"] in required:
+            parameter["required"] = True
 
 
 def _body_optional(doc: Doc) -> bool:

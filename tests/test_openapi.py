@@ -199,6 +199,18 @@ async def test_swagger_ui_files_are_cached_for_a_year_and_nothing_else_is_served
     assert (await client.get("/docs/static/0.0.1/swagger-ui-bundle.js")).status_code == 404
 
 
+async def test_the_verification_link_is_documented_as_it_answers(client: Any) -> None:
+    operation = (await openapi(client))["paths"]["/verify"]["get"]
+    parameters = [(p["in"], p["name"], p["required"]) for p in operation["parameters"]]
+    assert parameters == [("query", "token", True)]
+    responses = operation["responses"]
+    assert set(responses) == {"200", "400", "429"}  # no redirect: browsers get a page
+    ok = responses["200"]["content"]["application/json"]["schema"]
+    assert ok["title"] == "MessageOut"
+    assert "errors.token" in operation["description"]
+    assert "HTML page" in operation["description"]
+
+
 async def test_documented_responses_match_real_ones(client: Any, signed_in: Any) -> None:
     document = await openapi(client)
     paths = document["paths"]
