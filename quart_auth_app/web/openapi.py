@@ -8,17 +8,13 @@ thin, and tests/test_openapi.py fails when a JSON route is missing from this tab
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel
-from quart import Quart, current_app, render_template_string
-from quart.typing import ResponseReturnValue
+from quart import Quart
 from quart_schema import (
     APIKeySecurityScheme,
     DataSource,
@@ -34,6 +30,7 @@ from quart_schema import (
     tag,
 )
 
+from . import docs_ui
 from .schemas import (
     ChangePasswordIn,
     DeleteMeIn,
@@ -89,6 +86,7 @@ class Doc:
     auth: bool = False
     anonymous_too: bool = False  # credentials optional: without them the body decides
     html_too: bool = False  # browsers get a page (or a redirect) from the same route
+    description: str = ""
     extra: dict[int, type[BaseModel]] = field(default_factory=dict)
 
 
@@ -203,7 +201,12 @@ DOCS: dict[str, Doc] = {
         (200, MessageOut),
         (400, 429),
         query=VerifyLinkQuery,
-        html_too=True,
+        description=(
+            "API clients get JSON: 200 once the address is verified; 400 when the token is "
+            "missing or empty (`errors.token`), or unknown, used or expired. Browsers (Accept "
+            "preferring text/html, as when a person opens the link) get an HTML page instead, "
+            "with the same status; without a token, that page asks for one."
+        ),
     ),
     "recovery.verify": Doc(
         "Verify the email address with a mailed token",
@@ -244,27 +247,6 @@ HTML_ONLY = frozenset(
     }
 )
 
-DOCS_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>{{ title }} - API documentation</title>
-  <link rel="stylesheet" href="{{ css_url }}">
-</head>
-<body>
-  <div id="swagger-ui"></div>
-  <script src="{{ js_url }}"></script>
-  <script>{{ init_script | safe }}</script>
-</body>
-</html>
-"""
-INIT_SCRIPT = (
-    'SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true, '
-    "presets: [SwaggerUIBundle.presets.apis]});"
-)
-# CSP admits the inline start-up script by its hash, never 'unsafe-inline' scripts.
-INIT_SCRIPT_HASH = base64.b64encode(hashlib.sha256(INIT_SCRIPT.encode()).digest()).decode()
-
 
 class Provider(OpenAPIProvider):
     """quart-schema's generator, plus summaries, form bodies, 204s and HTML alternatives."""
@@ -296,8 +278,12 @@ REDIRECT_TEXT = (
 
 def _complete(operation: dict[str, Any], doc: Doc) -> None:
     operation["summary"] = doc.summary
+    if doc.description:
+        operation["description"] = doc.description
     if "requestBody" in operation and _body_optional(doc):
         operation["requestBody"]["required"] = False
+    if doc.query is not None:
+        _mark_required_parameters(operation, doc.query)
     responses: dict[int, Any] = operation["responses"]
     status, model = doc.ok
     if model is None:
@@ -307,6 +293,14 @@ def _complete(operation: dict[str, Any], doc: Doc) -> None:
     for code, response in responses.items():
         if not response.get("description"):
             response["description"] = ERROR_TEXT.get(code, "OK")
+
+
+def _mark_required_parameters(operation: dict[str, Any], query: type[BaseModel]) -> None:
+    # quart-schema leaves `required` out of query parameters, so a required one read as optional.
+    required = {name for name, info in query.model_fields.items() if info.is_required()}
+    for parameter in operation.get("parameters", ()):
+        if parameter["in"] == "query" and parameter["name"] in required:
+            parameter["required"] = True
 
 
 def _body_optional(doc: Doc) -> bool:
@@ -329,7 +323,7 @@ def init_app(app: Quart) -> None:
         scalar_ui_path=None,
         openapi_provider_class=Provider,
     )
-    app.add_url_rule("/docs", "docs", hide(docs_page))
+    docs_ui.init_app(app)
     for endpoint, func in app.view_functions.items():
         if endpoint in DOCS:
             _document(func, DOCS[endpoint])
@@ -352,31 +346,6 @@ def _document(func: Callable[..., Any], doc: Doc) -> None:
         decorators.append(security_scheme(BEARER + ([{}] if doc.anonymous_too else [])))
     for decorate in decorators:
         decorate(func)
-
-
-async def docs_page() -> ResponseReturnValue:
-    """A Swagger UI page over /openapi.json; its CSP admits only the UI's CDN and our script."""
-    js_url = current_app.config["QUART_SCHEMA_SWAGGER_JS_URL"]
-    css_url = current_app.config["QUART_SCHEMA_SWAGGER_CSS_URL"]
-    body = await render_template_string(
-        DOCS_PAGE, title="quart_auth_app", js_url=js_url, css_url=css_url, init_script=INIT_SCRIPT
-    )
-    return body, 200, {"Content-Security-Policy": _docs_policy(js_url, css_url)}
-
-
-def _docs_policy(js_url: str, css_url: str) -> str:
-    js_origin, css_origin = _origin(js_url), _origin(css_url)
-    return (
-        f"default-src 'self'; script-src 'self' {js_origin} 'sha256-{INIT_SCRIPT_HASH}'; "
-        f"style-src 'self' 'unsafe-inline' {css_origin}; img-src 'self' data: {css_origin}; "
-        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
-        "object-src 'none'"
-    )
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else "'self'"
 
 
 def _version() -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import jsonschema_rs
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -175,6 +176,45 @@ async def test_opening_the_link_in_a_browser_shows_a_page(
     again = await client.get(path_of(link), headers=BROWSER)
     assert again.status_code == 400
     assert "Invalid or expired token" in await again.get_data(as_text=True)
+
+
+async def test_the_link_without_a_token_asks_people_and_refuses_api_clients(client: Any) -> None:
+    for path in ("/verify", "/verify?token="):
+        page = await client.get(path, headers=BROWSER)
+        assert page.status_code == 200
+        assert 'name="token"' in await page.get_data(as_text=True)
+    missing = await client.get("/verify", headers={"Accept": "application/json"})
+    assert missing.status_code == 400 and missing.mimetype == "application/json"
+    assert await missing.get_json() == {
+        "message": "token: This field is required",
+        "errors": {"token": "This field is required"},
+    }
+    for path in ("/verify?token=", "/verify?token=%20%20"):
+        empty = await client.get(path)  # no Accept at all, as from a script
+        assert empty.status_code == 400 and empty.mimetype == "application/json"
+        assert (await empty.get_json())["errors"] == {"token": "Token is missing or malformed"}
+
+
+async def test_the_link_answers_api_clients_with_json_as_documented(
+    app: Quart, client: Any, inbox: Inbox
+) -> None:
+    document = await (await client.get("/openapi.json")).get_json()
+    responses = document["paths"]["/verify"]["get"]["responses"]
+    await client.post("/signup", json=SIGNUP)
+    token = token_of(await only_link(app, inbox, "ann@example.com"))
+    answers = [
+        (await client.get("/verify"), 400),
+        (await client.get("/verify?token=nonsense", headers={"Accept": "*/*"}), 400),
+        (await client.get(f"/verify?token={token}", headers={"Accept": "*/*"}), 200),  # curl
+        (await client.get(f"/verify?token={token}", headers={"Accept": "application/json"}), 400),
+    ]
+    for response, status in answers:
+        assert response.status_code == status and response.mimetype == "application/json"
+        schema = responses[str(status)]["content"]["application/json"]["schema"]
+        validator = jsonschema_rs.validator_for({**schema, "components": document["components"]})
+        assert validator.is_valid(await response.get_json()), await response.get_json()
+    assert await answers[2][0].get_json() == {"message": "Your email address is verified."}
+    assert await answers[3][0].get_json() == INVALID  # the link works once
 
 
 async def test_post_verify_is_single_use(app: Quart, client: Any, inbox: Inbox) -> None:

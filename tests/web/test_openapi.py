@@ -9,6 +9,8 @@ import jsonschema_rs
 import schemathesis
 from quart import Quart
 
+from quart_auth_app.web.security import CONTENT_SECURITY_POLICY
+
 from ..conftest import BROWSER, bearer
 
 # Routes that only serve browsers (pages, form posts answered by redirects) and the docs' own.
@@ -16,6 +18,7 @@ HTML_ONLY = {
     "static",
     "openapi",
     "docs",
+    "docs_static",
     "pages.login_page",
     "pages.signup_page",
     "recovery.forgot_page",
@@ -39,6 +42,10 @@ PROTECTED = {
 }
 # Signed-in callers send nothing; others name their address in the body.
 OPTIONAL_AUTH = {("/verify/request", "post")}
+# Every URL a page names in an attribute (stylesheets, scripts, icons, links, forms).
+PAGE_URL = re.compile(r"""\b(?:src|href|action)\s*=\s*["']([^"']*)["']""")
+# Source expressions that name no other host.
+SAME_ORIGIN_SOURCES = {"'self'", "'none'", "data:"}
 
 
 async def openapi(client: Any) -> dict[str, Any]:
@@ -141,18 +148,67 @@ async def test_the_document_is_valid_openapi(client: Any) -> None:
     assert len(list(schema.get_all_operations())) == len(operations(document))
 
 
-async def test_docs_page_loads_swagger_under_a_strict_csp(client: Any) -> None:
+async def docs_page(client: Any) -> tuple[Any, str, list[str]]:
     response = await client.get("/docs", headers=BROWSER)
     assert response.status_code == 200
     assert response.mimetype == "text/html"
     page = (await response.get_data()).decode()
-    assert "/openapi.json" in page and "swagger-ui" in page
+    return response, page, PAGE_URL.findall(page)
+
+
+async def test_docs_page_names_only_this_origin(client: Any) -> None:
+    _, page, urls = await docs_page(client)
+    assert 'data-spec-url="/openapi.json"' in page
+    assert len(urls) == 5  # icon, two stylesheets, Swagger UI, our start-up script
+    for url in urls:
+        assert url.startswith("/") and not url.startswith("//"), url
+        assert (await client.get(url)).status_code == 200, url
+    assert "<script>" not in page  # no inline script: the CSP would refuse it anyway
+    assert "//" not in page  # no absolute or scheme-relative URL anywhere in the page
+
+
+async def test_docs_page_has_the_apps_strict_csp_naming_no_other_host(client: Any) -> None:
+    response, _, _ = await docs_page(client)
     policy = response.headers["Content-Security-Policy"]
-    script_src = next(part for part in policy.split(";") if part.strip().startswith("script-src"))
-    assert "'unsafe-inline'" not in script_src and "'sha256-" in script_src
-    assert "frame-ancestors 'none'" in policy
+    assert policy == CONTENT_SECURITY_POLICY  # not relaxed for the docs
+    directives = dict(part.strip().split(None, 1) for part in policy.split(";"))
+    assert directives["script-src"] == "'self'"
+    assert directives["style-src"] == "'self'"
+    for name, sources in directives.items():
+        assert set(sources.split()) <= SAME_ORIGIN_SOURCES, name
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["X-Frame-Options"] == "DENY"
+
+
+async def test_swagger_ui_files_are_cached_for_a_year_and_nothing_else_is_served(
+    client: Any,
+) -> None:
+    _, _, urls = await docs_page(client)
+    bundle = next(url for url in urls if url.endswith("/swagger-ui-bundle.js"))
+    folder, _, _ = bundle.rpartition("/")
+    script = await client.get(bundle)
+    assert script.mimetype in ("text/javascript", "application/javascript")
+    assert b"SwaggerUIBundle" in await script.get_data()
+    cache_control = script.headers["Cache-Control"]
+    assert "max-age=31536000" in cache_control and "immutable" in cache_control
+    style = await client.get(f"{folder}/swagger-ui.css")
+    assert style.status_code == 200 and style.mimetype == "text/css"
+    # The package's own HTML pages and other files stay unserved, as does any other release.
+    for name in ("index.html", "oauth2-redirect.html", "swagger-ui.js", "LICENSE", "VERSION"):
+        assert (await client.get(f"{folder}/{name}")).status_code == 404, name
+    assert (await client.get("/docs/static/0.0.1/swagger-ui-bundle.js")).status_code == 404
+
+
+async def test_the_verification_link_is_documented_as_it_answers(client: Any) -> None:
+    operation = (await openapi(client))["paths"]["/verify"]["get"]
+    parameters = [(p["in"], p["name"], p["required"]) for p in operation["parameters"]]
+    assert parameters == [("query", "token", True)]
+    responses = operation["responses"]
+    assert set(responses) == {"200", "400", "429"}  # no redirect: browsers get a page
+    ok = responses["200"]["content"]["application/json"]["schema"]
+    assert ok["title"] == "MessageOut"
+    assert "errors.token" in operation["description"]
+    assert "HTML page" in operation["description"]
 
 
 async def test_documented_responses_match_real_ones(client: Any, signed_in: Any) -> None:
