@@ -6,19 +6,24 @@ any framework-level speed-up and the ratios measure only what the app's routes a
 
 from __future__ import annotations
 
-from quart import jsonify
+import os
+
+from quart import Quart, jsonify
 from quart.typing import ResponseReturnValue
 
 from quart_auth_app import speed
 from quart_auth_app.web.finish import FinishRequests
 
-app = speed.app_class()(__name__)
+# bench/run.py --plain sets ACCELERATIONS=false for both servers: the ceiling follows the app.
+ACCELERATED = os.environ.get("ACCELERATIONS", "true") != "false"
+app = (speed.app_class() if ACCELERATED else Quart)(__name__)
 app.asgi_app = FinishRequests(app.asgi_app)  # type: ignore[method-assign]
 
 
 @app.before_serving
 async def tune() -> None:
-    speed.tune_worker()
+    if ACCELERATED:
+        speed.tune_worker()
 
 
 @app.get("/bare")

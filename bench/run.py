@@ -99,6 +99,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--chart", type=Path, default=BENCH / "results" / "latest.png")
     parser.add_argument("--worker-class", default="", help="override hypercorn.toml's loop")
     parser.add_argument("--keep", action="store_true", help="leave servers up (for py-spy)")
+    parser.add_argument("--plain", action="store_true",
+                        help="ACCELERATIONS=false: the app (and the ceiling) without speed/")  # fmt: skip
     parser.add_argument("--scenarios", choices=["all", "login"], default="all",
                         help="login: only argon2 rate, POST /login and the flood pair (2, 3)")  # fmt: skip
     args = parser.parse_args()
@@ -651,7 +653,8 @@ def main() -> None:
     work.mkdir(parents=True)
     env = {**os.environ, "SECRET_KEY": SECRET, "INSTANCE_PATH": str(work / "instance"),
            "DATABASE_URL": f"sqlite+aiosqlite:///{work / 'app.db'}",
-           "RATE_LIMIT_ENABLED": "false", "PYTHONPATH": str(ROOT)}  # fmt: skip
+           "RATE_LIMIT_ENABLED": "false", "PYTHONPATH": str(ROOT),
+           "ACCELERATIONS": "false" if args.plain else "true"}  # fmt: skip
     bench = Bench(args, work, env)
     say(f"seeding {args.users} users into {work / 'app.db'}")
     bench.seed("users", str(args.users), str(work / "users.tsv"))
