@@ -26,6 +26,18 @@ def me_out(user: User) -> MeOut:
     )
 
 
+async def change_own_password(user: User, body: ChangePasswordIn) -> None:
+    """The signed-in person's password change (JSON route and account page): others sign out."""
+    await services().accounts.change_password(
+        request_db(),
+        user,
+        body.current_password,
+        body.new_password,
+        caller_address(),
+        keep=current_claims().session_id,
+    )
+
+
 @blueprint.get("/me")
 @token_required
 async def me(user: User) -> ResponseReturnValue:
@@ -43,14 +55,7 @@ async def update_me(user: User) -> ResponseReturnValue:
 @token_required
 async def change_password(user: User) -> ResponseReturnValue:
     body = await form_input(ChangePasswordIn)
-    await services().accounts.change_password(
-        request_db(),
-        user,
-        body.current_password,
-        body.new_password,
-        caller_address(),
-        keep=current_claims().session_id,
-    )
+    await change_own_password(user, body)
     return no_content()
 
 

@@ -18,6 +18,7 @@ from ..auth import caller_address, clear_auth_cookies, current_claims, token_req
 from ..forms import form_input
 from ..schemas import ChangePasswordIn, DeleteMeIn, UpdateMeIn
 from ..state import request_db, services
+from .account import change_own_password
 
 blueprint = Blueprint("browser", __name__)
 
@@ -103,14 +104,7 @@ async def change_name(user: User) -> ResponseReturnValue:
 @token_required
 async def change_password(user: User) -> ResponseReturnValue:
     body = await form_input(ChangePasswordIn, TEMPLATE, **await page_context(user, "password"))
-    await services().accounts.change_password(
-        request_db(),
-        user,
-        body.current_password,
-        body.new_password,
-        caller_address(),
-        keep=current_claims().session_id,
-    )
+    await change_own_password(user, body)
     return await done("Password changed. Your other devices have been signed out.")
 
 
