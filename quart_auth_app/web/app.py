@@ -67,6 +67,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     app.asgi_app = FinishRequests(app.asgi_app)  # type: ignore[method-assign]  # Quart's way
     _init_lifecycle(app, settings, keys)
     state.init_app(app)
+    security.refuse_unknown_hosts(app, settings.allowed_hosts)  # first of the request hooks
     security.init_app(app)
     errors.register_error_handlers(app)
     register_views(app)
