@@ -21,7 +21,7 @@ from ..db import is_sqlite
 from ..migrate import ensure_schema
 from ..services import Services, open_services
 from ..tokens import KeySet, TokenService
-from . import errors, openapi, security, state
+from . import errors, http, openapi, security, state
 from .finish import FinishRequests
 from .views import register_views
 
@@ -63,6 +63,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         SESSION_COOKIE_SAMESITE="Lax",
         JSON_SORT_KEYS=False,
     )
+    app.request_class = http.HostCheckedRequest
     app.extensions["settings"] = settings
     app.asgi_app = FinishRequests(app.asgi_app)  # type: ignore[method-assign]  # Quart's way
     _init_lifecycle(app, settings, keys)

@@ -216,6 +216,7 @@ REFUSED = [
     "localhost:0",
     "localhost:99999",
     "localhost:8000:1",
+    "x" * 300,
     "localhost\x00",
 ]
 
@@ -269,6 +270,23 @@ async def test_healthz_answers_probes_by_address(app_config: dict[str, Any]) -> 
         assert (
             await client.get("/openapi.json", headers={"Host": "10.1.2.3:8000"})
         ).status_code == 400
+
+
+LONG_NAME = "a" * 63 + ".example.org"  # valid, past the request's fast check of its length
+
+
+@pytest.mark.parametrize("allowed", ["", f"localhost, {LONG_NAME}"], ids=["any", "allow-list"])
+async def test_names_idna_cannot_encode_are_never_a_500(
+    app_config: dict[str, Any], allowed: str
+) -> None:
+    # Routing IDNA-encodes the host before any error handler runs (a label over 63 characters,
+    # an empty label): served like any malformed Host, or refused by the gate.
+    async with running_app({**app_config, "ALLOWED_HOSTS": allowed}) as app:
+        client = app.test_client()
+        for host in ("x" * 64, "a..example", ".example", ".", "x" * 64 + ".example:8000"):
+            response = await client.get("/me", headers={"Host": host})
+            assert response.status_code == (400 if allowed else 401), host
+        assert (await client.get("/me", headers={"Host": LONG_NAME})).status_code == 401
 
 
 # --- mail in the log (development) ------------------------------------------------------------
