@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from .hosts import HostPattern, parse_pattern
+
 log = logging.getLogger(__name__)
 
 MIN_SECRET_BYTES = 32
@@ -61,6 +63,7 @@ class Settings:
     mail_timeout: int = 10
     mail_ca_file: Path | None = None
     public_url: str | None = None
+    allowed_hosts: tuple[HostPattern, ...] = ()
     database_pool_size: int = 10
     database_statement_cache_size: int = 100
     max_body_bytes: int = 65_536
@@ -173,6 +176,16 @@ def _public_url(name: str, raw: str) -> str | None:
     return value or None
 
 
+def _allowed_hosts(name: str, raw: str) -> tuple[HostPattern, ...]:
+    entries = [part for part in raw.split(",") if part.strip()]
+    if raw.strip() and not entries:
+        raise ConfigError(name, "lists no host")
+    try:
+        return tuple(parse_pattern(entry) for entry in entries)
+    except ValueError as exc:
+        raise ConfigError(name, str(exc)) from None
+
+
 # Environment variable -> (field name, parser). SECRET_KEY and the instance folder are special.
 PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "DATABASE_URL": ("database_url", _database_url),
@@ -202,6 +215,7 @@ PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "MAIL_TIMEOUT": ("mail_timeout", _integer(1, 300)),
     "MAIL_CA_FILE": ("mail_ca_file", _file),
     "PUBLIC_URL": ("public_url", _public_url),
+    "ALLOWED_HOSTS": ("allowed_hosts", _allowed_hosts),
     "DATABASE_POOL_SIZE": ("database_pool_size", _integer(1, 1000)),
     "DATABASE_STATEMENT_CACHE_SIZE": ("database_statement_cache_size", _integer(0)),
     "ACCELERATIONS": ("accelerations", _boolean),
@@ -274,6 +288,26 @@ def _check_consistency(settings: Settings) -> None:
     if settings.jwt_algorithm in ASYMMETRIC_ALGORITHMS and settings.jwt_private_key_file is None:
         raise ConfigError(
             "JWT_PRIVATE_KEY_FILE", f"required when JWT_ALGORITHM is {settings.jwt_algorithm}"
+        )
+    _check_link_base(settings)
+
+
+def _check_link_base(settings: Settings) -> None:
+    # Links in real mails never take a host the operator did not name (a forged Host header
+    # would otherwise receive a live reset token). Mail in the log is the developer's own.
+    if settings.mail_url is None or settings.public_url is not None:
+        return
+    if not settings.allowed_hosts:
+        raise ConfigError(
+            "PUBLIC_URL",
+            "required when MAIL_URL is set: the base of links in mails "
+            "(or set ALLOWED_HOSTS to build them from the request's host)",
+        )
+    if settings.trusted_proxies:
+        raise ConfigError(
+            "PUBLIC_URL",
+            "required when MAIL_URL is set behind proxies (TRUSTED_PROXIES): "
+            "the request a proxy forwards does not carry the public scheme and host",
         )
 
 

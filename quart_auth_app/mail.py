@@ -140,10 +140,5 @@ def build_mailer(settings: Settings) -> Mailer:
     """The mailer the settings ask for."""
     if settings.mail_url is None:
         return LogMailer()
-    if settings.public_url is None:
-        log.warning(
-            "PUBLIC_URL is not set: links in mails are built from each request's Host header; "
-            "set PUBLIC_URL in production"
-        )
     target = parse_mail_url(settings.mail_url)
     return SmtpMailer(target, settings.mail_from, settings.mail_timeout, settings.mail_ca_file)

@@ -21,7 +21,7 @@ from ..db import is_sqlite
 from ..migrate import ensure_schema
 from ..services import Services, open_services
 from ..tokens import KeySet, TokenService
-from . import errors, openapi, security, state
+from . import errors, http, openapi, security, state
 from .finish import FinishRequests
 from .views import register_views
 
@@ -63,10 +63,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         SESSION_COOKIE_SAMESITE="Lax",
         JSON_SORT_KEYS=False,
     )
+    app.request_class = http.HostCheckedRequest
     app.extensions["settings"] = settings
     app.asgi_app = FinishRequests(app.asgi_app)  # type: ignore[method-assign]  # Quart's way
     _init_lifecycle(app, settings, keys)
     state.init_app(app)
+    security.refuse_unknown_hosts(app, settings.allowed_hosts)  # first of the request hooks
     security.init_app(app)
     errors.register_error_handlers(app)
     register_views(app)

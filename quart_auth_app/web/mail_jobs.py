@@ -34,7 +34,9 @@ def send_reset(email: str) -> None:
 
 
 def link_base() -> str:
-    """PUBLIC_URL, else the scheme and host this request came to."""
+    """PUBLIC_URL, else the scheme and host this request came to (never X-Forwarded-Host)."""
+    # Without PUBLIC_URL, start-up has made sure that either the mail goes to the developer's
+    # own log or ALLOWED_HOSTS is set, whose gate (web/security.py) admitted this host.
     return services().settings.public_url or request.host_url.rstrip("/")
 
 

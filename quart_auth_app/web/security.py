@@ -1,13 +1,25 @@
-"""Security headers on every response and refusal of cross-origin unsafe requests (SPEC §7)."""
+"""Security headers, and refusal of unknown hosts and of cross-origin unsafe requests (SPEC §7).
+
+ALLOWED_HOSTS and where mail links point: docs/mail.md.
+"""
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlsplit
 
 from quart import Quart, Response, request
 
 from ..errors import Forbidden
+from ..hosts import HostPattern, host_allowed
+from .errors import render_error
 
+log = logging.getLogger(__name__)
+
+UNKNOWN_HOST = "Unknown host"
+# Load balancers and Kubernetes probe by address (a pod's IP changes with every pod), and the
+# health answer builds nothing from the host, so it answers whatever the Host header says.
+HOST_EXEMPT_PATHS = frozenset({"/healthz"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -54,6 +66,22 @@ def add_security_headers(response: Response) -> Response:
         headers["Cache-Control"] = "no-store"
         headers.setdefault("Pragma", "no-cache")
     return response
+
+
+def refuse_unknown_hosts(app: Quart, allowed: tuple[HostPattern, ...]) -> None:
+    """With ALLOWED_HOSTS set, answer 400 to a request for another host before any other work."""
+    if not allowed:
+        return
+
+    @app.before_request
+    async def refuse_unknown_host() -> Response | None:
+        # request.host is what mail links and the Origin check use: the Host header only
+        # (X-Forwarded-Host is never read), with the scheme's default port left out.
+        if request.path in HOST_EXEMPT_PATHS or host_allowed(request.host, allowed):
+            return None
+        sent = request.headers.get("Host", "")
+        log.info("refused a request for host %r: not in ALLOWED_HOSTS", sent[:100])
+        return await render_error(400, UNKNOWN_HOST)
 
 
 def init_app(app: Quart) -> None:

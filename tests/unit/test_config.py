@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from quart_auth_app import create_app
 from quart_auth_app.config import ConfigError, load_settings
+from quart_auth_app.hosts import HostPattern
 
 GOOD_KEY = "k" * 32
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,6 +79,22 @@ def test_short_secret_key_is_refused(tmp_path: Path) -> None:
         ("MAIL_URL", "ftp://mail.example.com"),
         ("PUBLIC_URL", "example.com"),
         ("JWT_ISSUER", "   "),
+        ("ALLOWED_HOSTS", "*"),
+        ("ALLOWED_HOSTS", "*.example.com"),
+        ("ALLOWED_HOSTS", "https://auth.example.com"),
+        ("ALLOWED_HOSTS", "auth.example.com, exa mple.com"),
+        ("ALLOWED_HOSTS", "under_score.example.com"),
+        ("ALLOWED_HOSTS", "bücher.example"),
+        ("ALLOWED_HOSTS", "example.com:0"),
+        ("ALLOWED_HOSTS", "example.com:65536"),
+        ("ALLOWED_HOSTS", "example.com:"),
+        ("ALLOWED_HOSTS", "example.com:http"),
+        ("ALLOWED_HOSTS", "example.com."),
+        ("ALLOWED_HOSTS", "x" * 64 + ".example.com"),
+        ("ALLOWED_HOSTS", ".10.0.0.5"),
+        ("ALLOWED_HOSTS", "[::1"),
+        ("ALLOWED_HOSTS", "[not::an:ip:address:at:all:x]"),
+        ("ALLOWED_HOSTS", ", ,"),
     ],
 )
 def test_malformed_values_name_their_variable(tmp_path: Path, variable: str, value: str) -> None:
@@ -93,6 +110,66 @@ def test_asymmetric_algorithm_needs_a_private_key(tmp_path: Path) -> None:
             {"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": GOOD_KEY, "JWT_ALGORITHM": "RS256"}
         )
     assert error.value.variable == "JWT_PRIVATE_KEY_FILE"
+
+
+def test_allowed_hosts_are_normalised(tmp_path: Path) -> None:
+    settings = load_settings(
+        {
+            "INSTANCE_PATH": str(tmp_path),
+            "SECRET_KEY": GOOD_KEY,
+            "ALLOWED_HOSTS": " Localhost, auth.example.org:08443,,.Example.NET, [::1]:8000, 10.0.0.5",
+        }
+    )
+    assert settings.allowed_hosts == (
+        HostPattern("localhost"),
+        HostPattern("auth.example.org", "8443"),
+        HostPattern("example.net", subdomains=True),
+        HostPattern("[::1]", "8000"),
+        HostPattern("10.0.0.5"),
+    )
+    assert (
+        load_settings({"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": GOOD_KEY}).allowed_hosts == ()
+    )
+
+
+MAIL = {"MAIL_URL": "smtp://127.0.0.1:2525"}
+
+
+@pytest.mark.parametrize(
+    "env",
+    [MAIL, {**MAIL, "TRUSTED_PROXIES": "1", "ALLOWED_HOSTS": "auth.example.com"}],
+    ids=["alone", "behind proxies"],
+)
+def test_real_smtp_needs_a_configured_link_base(tmp_path: Path, env: dict[str, str]) -> None:
+    # Otherwise a forged Host header would receive live reset links (issue 16 §2).
+    with pytest.raises(ConfigError) as error:
+        load_settings({"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": GOOD_KEY, **env})
+    assert error.value.variable == "PUBLIC_URL"
+    assert str(error.value).startswith("PUBLIC_URL: required when MAIL_URL is set")
+    with pytest.raises(ConfigError, match=r"^PUBLIC_URL: "):
+        create_app({"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": GOOD_KEY, **env})
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"TRUSTED_PROXIES": "2"},
+        {**MAIL, "PUBLIC_URL": "https://auth.example.com"},
+        {**MAIL, "PUBLIC_URL": "https://auth.example.com", "TRUSTED_PROXIES": "1"},
+        {**MAIL, "ALLOWED_HOSTS": "auth.example.com"},
+    ],
+    ids=[
+        "log mode",
+        "log mode behind proxies",
+        "PUBLIC_URL",
+        "PUBLIC_URL behind proxies",
+        "ALLOWED_HOSTS",
+    ],
+)
+def test_configured_link_bases_start(tmp_path: Path, env: dict[str, str]) -> None:
+    app = create_app({"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": GOOD_KEY, **env})
+    assert app.extensions["settings"].mail_url == env.get("MAIL_URL")
 
 
 def test_explicit_mapping_wins_over_the_environment(
@@ -160,6 +237,16 @@ def test_malformed_number_stops_start_up_naming_the_variable(tmp_path: Path) -> 
     assert result.returncode == 2
     assert "JWT_ACCESS_TOKEN_EXPIRES" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_real_smtp_without_public_url_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    result = _start_with({"SECRET_KEY": GOOD_KEY, **MAIL}, tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "quart-auth-app: configuration error: PUBLIC_URL: required when MAIL_URL is set: "
+        "the base of links in mails"
+    )
 
 
 def test_a_public_key_as_secret_stops_start_up_naming_the_variable(tmp_path: Path) -> None:

@@ -78,7 +78,12 @@ def smtp_server(inbox: Inbox) -> Iterator[Controller]:
 
 @pytest.fixture
 def app_config(app_config: dict[str, Any], smtp_server: Controller) -> dict[str, Any]:
-    return {**app_config, "MAIL_URL": f"smtp://127.0.0.1:{smtp_server.port}"}
+    # Real SMTP needs a configured base for links (tests/web/test_mail_host.py): the test client's.
+    return {
+        **app_config,
+        "MAIL_URL": f"smtp://127.0.0.1:{smtp_server.port}",
+        "PUBLIC_URL": "http://localhost",
+    }
 
 
 async def settle(app: Quart) -> None:
@@ -597,7 +602,8 @@ async def test_a_slow_smtp_server_does_not_slow_the_request(
 async def test_without_mail_url_the_mail_goes_to_the_log(
     app_config: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = {key: value for key, value in app_config.items() if key != "MAIL_URL"}
+    # Development: no SMTP, no PUBLIC_URL; the link is built from the request's host.
+    config = {k: v for k, v in app_config.items() if k not in ("MAIL_URL", "PUBLIC_URL")}
     async with running_app(config) as app:
         client = app.test_client()
         with caplog.at_level(logging.INFO, logger="quart_auth_app"):
