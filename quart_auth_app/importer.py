@@ -1,7 +1,8 @@
 """Import users from the Flask tutorial's SQLite `Database.db` (table `user`), idempotently.
 
-Imported users keep their public_id and their werkzeug hash; PasswordHasher verifies it and
-the first successful login replaces it with argon2id.
+Imported users keep their public_id, their email as the tutorial stored it (validated, and
+found by its key like any other) and their werkzeug hash; PasswordHasher verifies it and the
+first successful login replaces it with argon2id.
 """
 
 from __future__ import annotations
@@ -120,8 +121,9 @@ async def _known_users(db: AsyncSession) -> _Known:
 
 def _accept(row: TutorialUser, known: _Known) -> User | str | None:
     """A new User, None when this row was imported before, or why it is refused."""
+    email = (row.email or "").strip()  # kept as the tutorial stored it (trimmed) once valid
     try:
-        email = check_email(row.email or "")
+        check_email(email)
     except ValueError as error:
         return f"invalid email: {error}"
     try:
