@@ -22,6 +22,7 @@ from quart_auth_app.config import load_settings
 from quart_auth_app.migrate import upgrade_database
 from quart_auth_app.models import LoginSession, RefreshToken, User, new_public_id, utcnow
 from quart_auth_app.passwords import PasswordHasher
+from quart_auth_app.rules import email_key
 from quart_auth_app.tokens import TokenService, token_digest
 
 PASSWORD = "benchmark passphrase"
@@ -37,16 +38,18 @@ async def create_users(engine: AsyncEngine, count: int) -> list[tuple[int, str, 
     password_hash = await hasher.hash(PASSWORD)
     hasher.close()
     now = utcnow()
+    emails = [f"user{i}@bench.example" for i in range(count)]
     rows = [
         {
             "public_id": new_public_id(),
             "name": f"User {i}",
-            "email": f"user{i}@bench.example",
+            "email": email,
+            "email_key": email_key(email),
             "password": password_hash,
             "email_verified": True,
             "created_at": now,
         }
-        for i in range(count)
+        for i, email in enumerate(emails)
     ]
     async with engine.begin() as conn:
         for start in range(0, count, BATCH):

@@ -52,12 +52,12 @@ class Accounts:
         self, db: AsyncSession, user: User, password: str, address: str, field: str
     ) -> None:
         """Check a signed-in person's password; wrong ones count towards the login throttle."""
-        await self.throttle.check_failures(user.email, address)
+        await self.throttle.check_failures(user.email_key, address)
         try:
             await check_password(db, self.hasher, user, password)
         except InvalidCredentials:
             # Not a 401, which would send a signed-in person to the login page: a form error.
-            await self.throttle.record_failure(user.email, address)
+            await self.throttle.record_failure(user.email_key, address)
             raise InvalidInput(MISMATCH_MESSAGE, errors={field: MISMATCH_MESSAGE}) from None
 
     async def change_password(

@@ -17,7 +17,7 @@ from . import db
 from .config import ConfigError, Settings, load_settings
 from .errors import AppError
 from .importer import ImportFailed, import_users, read_tutorial_users
-from .migrate import upgrade_database
+from .migrate import MigrationRefused, upgrade_database
 from .models import User
 from .rules import check_email, check_name, check_new_password
 from .services import password_hasher
@@ -114,6 +114,8 @@ async def run_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
 async def _upgrade(settings: Settings) -> None:
     try:
         await upgrade_database(settings.database_url, settings.instance_path)
+    except MigrationRefused as error:
+        raise CommandFailed(str(error)) from None
     except (SQLAlchemyError, OSError) as error:
         raise CommandFailed(_database_problem(error)) from None
 

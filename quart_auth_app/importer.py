@@ -1,7 +1,8 @@
 """Import users from the Flask tutorial's SQLite `Database.db` (table `user`), idempotently.
 
-Imported users keep their public_id and their werkzeug hash; PasswordHasher verifies it and
-the first successful login replaces it with argon2id.
+Imported users keep their public_id, their email as the tutorial stored it (validated, and
+found by its key like any other) and their werkzeug hash; PasswordHasher verifies it and the
+first successful login replaces it with argon2id.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import User
 from .passwords import WERKZEUG_PREFIXES
-from .rules import check_email, check_name
+from .rules import check_email, check_name, email_key
 
 MAX_PUBLIC_ID = 50
 MAX_HASH = 255
@@ -60,14 +61,14 @@ class ImportReport:
 
 @dataclass
 class _Known:
-    """Users already in the database or accepted earlier in this run."""
+    """Users already in the database or accepted earlier in this run: their email keys."""
 
-    email_by_public_id: dict[str, str]
-    emails: set[str]
+    key_by_public_id: dict[str, str]
+    keys: set[str]
 
-    def add(self, public_id: str, email: str) -> None:
-        self.email_by_public_id[public_id] = email.lower()
-        self.emails.add(email.lower())
+    def add(self, public_id: str, key: str) -> None:
+        self.key_by_public_id[public_id] = key
+        self.keys.add(key)
 
 
 async def read_tutorial_users(path: Path) -> list[TutorialUser]:
@@ -102,7 +103,7 @@ async def import_users(db: AsyncSession, rows: list[TutorialUser]) -> ImportRepo
         outcome = _accept(row, known)
         if isinstance(outcome, User):
             db.add(outcome)
-            known.add(outcome.public_id, outcome.email)
+            known.add(outcome.public_id, outcome.email_key)
             report.imported += 1
         elif outcome is None:
             report.already_present += 1
@@ -113,15 +114,16 @@ async def import_users(db: AsyncSession, rows: list[TutorialUser]) -> ImportRepo
 
 
 async def _known_users(db: AsyncSession) -> _Known:
-    result = await db.execute(select(User.public_id, func.lower(User.email)))
-    pairs = {public_id: email for public_id, email in result.all()}
+    result = await db.execute(select(User.public_id, User.email_key))
+    pairs = {public_id: key for public_id, key in result.all()}
     return _Known(pairs, set(pairs.values()))
 
 
 def _accept(row: TutorialUser, known: _Known) -> User | str | None:
     """A new User, None when this row was imported before, or why it is refused."""
+    email = (row.email or "").strip()  # kept as the tutorial stored it (trimmed) once valid
     try:
-        email = check_email(row.email or "")
+        check_email(email)
     except ValueError as error:
         return f"invalid email: {error}"
     try:
@@ -131,15 +133,16 @@ def _accept(row: TutorialUser, known: _Known) -> User | str | None:
     public_id = (row.public_id or "").strip()
     if not public_id or len(public_id) > MAX_PUBLIC_ID:
         return "missing or overlong public_id"
-    if public_id in known.email_by_public_id:
-        same = known.email_by_public_id[public_id] == email.lower()
+    key = email_key(email)
+    if public_id in known.key_by_public_id:
+        same = known.key_by_public_id[public_id] == key
         return None if same else "public_id already belongs to another user"
-    if email.lower() in known.emails:
+    if key in known.keys:
         return "duplicate email (case-insensitive)"
     problem = _hash_problem(row.password or "")
     if problem:
         return problem
-    return User(public_id=public_id, name=name, email=email, password=row.password)
+    return User(public_id=public_id, name=name, email=email, email_key=key, password=row.password)
 
 
 def _hash_problem(stored: str) -> str | None:

@@ -9,9 +9,9 @@ import sqlite3
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import inspect, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -22,11 +22,17 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # The newest revision (tests/test_migrations.py checks it is Alembic's head). A database already
 # there is left alone without importing Alembic, which would add megabytes to every worker.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 # The first revision: databases made by create_all before migrations existed are stamped with it.
 BASELINE_REVISION = "0001"
+# The first revision with users.email_key: a create_all schema that has it is stamped with it.
+EMAIL_KEY_REVISION = "0002"
 # One advisory-lock key for every process migrating the same PostgreSQL database.
 PG_LOCK_KEY = zlib.crc32(b"quart_auth_app.migrations")
+
+
+class MigrationRefused(Exception):
+    """A migration cannot go on until the operator decides something; the message says what."""
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -97,6 +103,8 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 async def _migrate(url: str) -> None:
     engine = create_async_engine(url, poolclass=NullPool)
+    if engine.dialect.name == "sqlite":
+        _one_sqlite_transaction(engine)
     try:
         async with engine.begin() as connection:
             if connection.dialect.name == "postgresql":
@@ -109,13 +117,32 @@ async def _migrate(url: str) -> None:
         await engine.dispose()
 
 
+def _one_sqlite_transaction(engine: AsyncEngine) -> None:
+    """The whole upgrade in one SQLite transaction, its DDL included, as on PostgreSQL.
+
+    The sqlite3 module begins a transaction only before INSERT, UPDATE or DELETE, so a migration
+    failing half-way would leave its earlier CREATE and ALTER statements applied. IMMEDIATE
+    takes the write lock at once: what a migration reads cannot change before it writes.
+    """
+    event.listen(engine.sync_engine, "connect", _no_implicit_transactions)
+    event.listen(engine.sync_engine, "begin", _begin_immediate)
+
+
+def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+
+
+def _begin_immediate(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def _upgrade_on(connection: Connection) -> None:
     from alembic import command
 
     config = alembic_config()
     config.attributes["connection"] = connection
     if _made_without_alembic(connection):
-        command.stamp(config, BASELINE_REVISION)
+        command.stamp(config, _adopted_revision(connection))
     command.upgrade(config, "head")
 
 
@@ -123,3 +150,9 @@ def _made_without_alembic(connection: Connection) -> bool:
     """Tables exist but Alembic never ran: the schema came from an earlier create_all."""
     inspector = inspect(connection)
     return inspector.has_table("users") and not inspector.has_table("alembic_version")
+
+
+def _adopted_revision(connection: Connection) -> str:
+    """The revision a schema made by create_all is at: which models made it shows in users."""
+    columns = {column["name"] for column in inspect(connection).get_columns("users")}
+    return EMAIL_KEY_REVISION if "email_key" in columns else BASELINE_REVISION

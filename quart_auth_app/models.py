@@ -9,11 +9,9 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
-    Index,
     Integer,
     LargeBinary,
     String,
-    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -58,14 +56,14 @@ class User(Base):
         String(50), unique=True, index=True, default=new_public_id
     )
     name: Mapped[str] = mapped_column(String(100))
+    # As the person typed it (normalised by email-validator at signup), shown and mailed to.
     email: Mapped[str] = mapped_column(String(320))
+    # rules.email_key(email): what lookups compare and the database keeps unique (SPEC §4),
+    # computed in Python so that SQLite and PostgreSQL agree on what one account is.
+    email_key: Mapped[str] = mapped_column(String(320), unique=True, index=True)
     password: Mapped[str] = mapped_column(String(255))
     email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-# Emails are unique case-insensitively, enforced by the database on both backends.
-Index("ux_users_email_lower", func.lower(User.email), unique=True)
 
 
 class LoginSession(Base):

@@ -150,7 +150,7 @@ async def token_for(
     user = await find_by_email(db, email)
     if user is None or (purpose == VERIFY and user.email_verified):
         return None
-    if not await throttle.mail_allowed(purpose, user.email):
+    if not await throttle.mail_allowed(purpose, user.email_key):
         log.info("not sending another %s mail: the address had enough for now", purpose)
         return None
     return user, await issue(db, user, purpose)

@@ -60,24 +60,38 @@ def check_email(value: str) -> str:
 
 
 # A dot-atom address with an ASCII domain that is not punycode: email-validator's normalised
-# form of it differs only in the domain's case, if it is valid at all.
+# form of it differs only in the domain's case, if it is valid at all. ASCII only: with
+# IGNORECASE alone, [a-z] would also match the long s and the Kelvin sign, which fold to s and k.
 PLAIN_EMAIL = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@(?!.*xn--)[A-Za-z0-9.-]+", re.IGNORECASE
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@(?!.*xn--)[A-Za-z0-9.-]+", re.IGNORECASE | re.ASCII
 )
 
 
-def lookup_email(given: str) -> str:
-    """The address an account is looked up by: normalised if valid, else as given.
+def email_key(address: str) -> str:
+    """The key an account is found by and unique on: one account per key (SPEC §4).
 
-    Lookups compare lower-cased, so a plain address is its own key and skips email-validator
-    (a tenth of a millisecond on every login). A malformed address simply matches no account.
+    The address as check_email normalises it (NFC; domain IDNA-mapped, so lower-cased), then
+    its local part case-folded (Unicode canonical caseless matching): Ülrich, ülrich and
+    ÜLRICH are one account, as are straße and STRASSE, or the Greek sigmas. The domain is
+    not folded further: straße.de and strasse.de are different domains under IDNA 2008. A
+    plain ASCII address is simply lower-cased, without email-validator (a tenth of a
+    millisecond on every login); an invalid one is folded whole and matches no account. A key
+    is its own key, so callers may pass either an address or its key.
     """
-    if PLAIN_EMAIL.fullmatch(given):
-        return given
+    if PLAIN_EMAIL.fullmatch(address):
+        return address.lower()
     try:
-        return check_email(given)
+        normalised = check_email(address)
     except ValueError:
-        return given
+        return _caseless(address)
+    local, _, domain = normalised.rpartition("@")
+    return f"{_caseless(local)}@{domain}"
+
+
+def _caseless(text: str) -> str:
+    # The Unicode Standard §3.13, D145 (canonical caseless match): NFD before folding, so a
+    # combining mark folds as the precomposed letter would; NFC after, the shorter form.
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", text).casefold())
 
 
 def check_new_password(value: str) -> str:
@@ -103,7 +117,7 @@ def check_given_password(value: str) -> str:
 
 def given_email(value: str) -> str:
     """An address a client gives to name an existing account (login, reset, resend): its key."""
-    return lookup_email(_printable(value, "Email").strip())
+    return email_key(_printable(value, "Email").strip())
 
 
 def check_token(value: str) -> str:

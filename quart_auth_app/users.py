@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from .errors import EmailTaken, InvalidCredentials
 from .models import User
 from .passwords import PasswordHasher
+from .rules import email_key
 from .sessions import USER_SELECT, user_from_row
 
 # Core, not the ORM: no unit of work or identity map for a read that every login makes.
-BY_EMAIL = select(*USER_SELECT).where(func.lower(User.email) == bindparam("email"))
+BY_EMAIL = select(*USER_SELECT).where(User.email_key == bindparam("key"))
 
 
 async def find_by_email(db: AsyncSession | AsyncConnection, email: str) -> User | None:
-    """The user with this email, compared case-insensitively (a detached User, only read)."""
-    row = (await db.execute(BY_EMAIL, {"email": email.lower()})).first()
+    """The user whose email has the key of `email`, an address or a key (detached, only read)."""
+    row = (await db.execute(BY_EMAIL, {"key": email_key(email)})).first()
     return None if row is None else user_from_row(row)
 
 
@@ -35,7 +36,8 @@ async def create_user(
     await db.commit()  # end the read before the slow hash
     if taken:
         raise EmailTaken()
-    user = User(name=name, email=email, password=await hasher.hash(password))
+    key = email_key(email)
+    user = User(name=name, email=email, email_key=key, password=await hasher.hash(password))
     if public_id:
         user.public_id = public_id
     db.add(user)

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from werkzeug.security import generate_password_hash
 
 from quart_auth_app import cli, create_app
+from quart_auth_app.migrate import alembic_config
 
 PASSWORD = "command line passphrase"
 SECRET = "cli-secret-key-that-is-long-enough-0123456789"
@@ -96,6 +98,24 @@ async def test_db_upgrade_creates_the_schema(env: dict[str, str], capsys: Any) -
         }
     assert {"users", "login_sessions", "refresh_tokens", "mail_tokens", "alembic_version"} <= tables
     assert await run("db", "upgrade") == 0  # again: nothing to do, no error
+
+
+async def test_db_upgrade_names_accounts_that_would_become_one(
+    env: dict[str, str], capsys: Any
+) -> None:
+    # A database of the first revision where SQLite's ASCII-only lower() let both in.
+    await asyncio.to_thread(command.upgrade, alembic_config(env["DATABASE_URL"]), "0001")
+    with sqlite3.connect(Path(env["INSTANCE_PATH"]) / "cli.db") as conn:
+        conn.executemany(
+            "INSERT INTO users (public_id, name, email, password, email_verified, created_at) "
+            "VALUES (?, 'U', ?, 'x', 0, CURRENT_TIMESTAMP)",
+            [("p1", "Ülrich@example.com"), ("p2", "ülrich@example.com")],
+        )
+    assert await run("db", "upgrade") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "'Ülrich@example.com'" in err and "'ülrich@example.com'" in err
+    assert "then run `quart-auth-app db upgrade` again" in err
 
 
 async def test_create_user_with_password_from_stdin(env: dict[str, str], capsys: Any) -> None:

@@ -96,9 +96,31 @@ async def test_import_keeps_valid_users_and_reports_the_rest(
         assert expected in reasons
     assert "sha256$salt" not in reasons  # hashes are never printed
     sara = await stored_user(app, "pid-scrypt")
-    assert sara is not None and sara.name == "Sara" and sara.email == "Sara@example.com"
+    # The email as the tutorial stored it (SPEC §8: kept); its key is what lookups use.
+    assert sara is not None and sara.name == "Sara" and sara.email == "Sara@Example.COM"
+    assert sara.email_key == "sara@example.com"
     assert sara.password.startswith("scrypt:") and not sara.email_verified
     assert await stored_user(app, "pid-taken") is None
+
+
+async def test_an_imported_email_is_kept_and_found_by_any_case(
+    app: Quart, client: Any, tmp_path: Path
+) -> None:
+    hashed = generate_password_hash(PBKDF2_PASSWORD, method="pbkdf2:sha256")
+    rows = [("pid-bert", "Bert", "Bert@Example.COM", hashed)]
+    rows.append(("pid-bert-2", "Bert twin", "bert@EXAMPLE.com", hashed))
+    report = await run_import(app, tutorial_db(tmp_path / "Database.db", rows))
+    assert report.imported == 1
+    assert report.skipped == ["user id=2 ('bert@EXAMPLE.com'): duplicate email (case-insensitive)"]
+    response = await login(client, "BERT@example.com", PBKDF2_PASSWORD)
+    assert response.status_code == 200
+    token = (await response.get_json())["access_token"]
+    me = await client.get("/me", headers={"Authorization": f"Bearer {token}"})
+    assert (await me.get_json())["email"] == "Bert@Example.COM"
+    signup = await client.post(
+        "/signup", json={"name": "B", "email": "bert@example.com", "password": "a new passphrase"}
+    )
+    assert signup.status_code == 400
 
 
 async def test_reimport_adds_nothing_twice(app: Quart, legacy_db: Path) -> None:

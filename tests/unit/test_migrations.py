@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,17 +14,18 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from quart import Quart
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from quart_auth_app.migrate import alembic_config, upgrade_database
+from quart_auth_app.migrate import MigrationRefused, alembic_config, upgrade_database
 from quart_auth_app.models import Base
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
-PG_DATABASE = "qaa_migrations"
+# Emptied by these tests; a run beside others on the same server names its own.
+PG_DATABASE = os.environ.get("TEST_MIGRATIONS_DATABASE", "qaa_migrations")
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
@@ -67,10 +67,7 @@ async def engine(empty_url: str) -> AsyncIterator[AsyncEngine]:
 
 def schema_diff(connection: Connection) -> list[Any]:
     context = MigrationContext.configure(connection, opts={"compare_type": True})
-    with warnings.catch_warnings():
-        # SQLite cannot reflect expression indexes; test_case_insensitive_email_index covers it.
-        warnings.filterwarnings("ignore", message=".*expression-based index")
-        return list(compare_metadata(context, Base.metadata))
+    return list(compare_metadata(context, Base.metadata))
 
 
 def current_revision(connection: Connection) -> str | None:
@@ -86,19 +83,23 @@ async def test_migrated_schema_matches_models(
         assert await conn.run_sync(current_revision) == HEAD
 
 
-async def test_case_insensitive_email_index(
+async def test_migrated_email_key_is_unique(
     empty_url: str, engine: AsyncEngine, tmp_path: Path
 ) -> None:
     await upgrade_database(empty_url, tmp_path)
     insert = text(
-        "INSERT INTO users (public_id, name, email, password, email_verified, created_at) "
-        "VALUES (:pid, 'A', :email, 'x', false, CURRENT_TIMESTAMP)"
+        "INSERT INTO users (public_id, name, email, email_key, password, email_verified, "
+        "created_at) VALUES (:pid, 'A', :email, :key, 'x', false, CURRENT_TIMESTAMP)"
     )
     async with engine.begin() as conn:
-        await conn.execute(insert, {"pid": "p1", "email": "Ann@Example.com"})
+        await conn.execute(
+            insert, {"pid": "p1", "email": "Ülrich@example.com", "key": "ülrich@example.com"}
+        )
     with pytest.raises(IntegrityError):
         async with engine.begin() as conn:
-            await conn.execute(insert, {"pid": "p2", "email": "ann@example.COM"})
+            await conn.execute(
+                insert, {"pid": "p2", "email": "ülrich@example.com", "key": "ülrich@example.com"}
+            )
 
 
 async def test_workers_starting_together_migrate_once(
@@ -161,3 +162,123 @@ async def test_a_database_at_head_is_left_alone(tmp_path: Path) -> None:
 
     assert _sqlite_at_head(url)
     assert not _sqlite_at_head(f"sqlite+aiosqlite:///{tmp_path / 'missing.db'}")
+
+
+# 0002: the email lookup key ------------------------------------------------------------------
+
+INSERT_0001_USER = text(
+    "INSERT INTO users (public_id, name, email, password, email_verified, created_at) "
+    "VALUES (:pid, 'A', :email, 'x', false, CURRENT_TIMESTAMP)"
+)
+
+
+async def at_revision(url: str, revision: str) -> None:
+    await asyncio.to_thread(command.upgrade, alembic_config(url), revision)
+
+
+async def insert_0001_users(engine: AsyncEngine, emails: list[str]) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            INSERT_0001_USER, [{"pid": f"p{i}", "email": email} for i, email in enumerate(emails)]
+        )
+
+
+async def email_keys(engine: AsyncEngine) -> dict[str, str]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT email, email_key FROM users"))).all()
+    return {email: key for email, key in rows}
+
+
+async def test_upgrade_gives_existing_users_their_keys(
+    empty_url: str, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    await at_revision(empty_url, "0001")
+    many = [f"User{i}@example.com" for i in range(2100)]  # more than one batch of the fill
+    await insert_0001_users(engine, ["Ülrich@example.com", "Straße@bücher.example", *many])
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO login_sessions (id, user_id, created_at, last_used_at, expires_at) "
+                "VALUES ('s1', 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+    await upgrade_database(empty_url, tmp_path)
+    keys = await email_keys(engine)
+    assert keys["Ülrich@example.com"] == "ülrich@example.com"
+    assert keys["Straße@bücher.example"] == "strasse@bücher.example"
+    assert keys["User2099@example.com"] == "user2099@example.com"
+    assert len(keys) == 2102 and all(keys[email] == email.lower() for email in many)
+    async with engine.connect() as conn:
+        assert await conn.run_sync(schema_diff) == []
+        assert await conn.run_sync(current_revision) == HEAD
+        # SQLite rebuilds the users table: the rows that point at it stay.
+        sessions = (await conn.execute(text("SELECT id, user_id FROM login_sessions"))).all()
+    assert [tuple(row) for row in sessions] == [("s1", 1)]
+
+
+def conflicting_pairs(url: str) -> list[tuple[str, str]]:
+    # Folding goes beyond lower case on both backends (ß is ss); SQLite's lower() is ASCII only.
+    pairs = [("straße@example.com", "STRASSE@example.com")]
+    if url.startswith("sqlite"):
+        pairs.append(("Ülrich@example.com", "ülrich@example.com"))
+    return pairs
+
+
+async def test_accounts_sharing_a_key_stop_the_upgrade_unchanged(
+    empty_url: str, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    await at_revision(empty_url, "0001")
+    pairs = conflicting_pairs(empty_url)
+    await insert_0001_users(
+        engine, ["ann@example.com", *(email for pair in pairs for email in pair)]
+    )
+    with pytest.raises(MigrationRefused) as refused:
+        await upgrade_database(empty_url, tmp_path)
+    message = str(refused.value)
+    assert all(repr(email) in message for pair in pairs for email in pair)
+    assert "ann@example.com" not in message and "quart-auth-app db upgrade" in message
+    async with engine.connect() as conn:
+        assert await conn.run_sync(current_revision) == "0001"
+        columns = await conn.run_sync(
+            lambda c: {col["name"] for col in inspect(c).get_columns("users")}
+        )
+    assert "email_key" not in columns
+    with pytest.raises(IntegrityError):  # the old lower(email) index is still there
+        await insert_0001_users(engine, ["ANN@example.com"])
+
+    async with engine.begin() as conn:
+        for _, second in pairs:
+            await conn.execute(text("DELETE FROM users WHERE email = :email"), {"email": second})
+    await upgrade_database(empty_url, tmp_path)
+    assert set((await email_keys(engine)).values()) == {
+        "ann@example.com",
+        *(first.lower().replace("ß", "ss") for first, _ in pairs),
+    }
+
+
+async def test_a_long_list_of_conflicts_is_cut_short(
+    empty_url: str, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    await at_revision(empty_url, "0001")
+    await insert_0001_users(
+        engine, [f"{name}{i:02}@example.com" for i in range(12) for name in ("straße", "STRASSE")]
+    )
+    with pytest.raises(MigrationRefused) as refused:
+        await upgrade_database(empty_url, tmp_path)
+    message = str(refused.value)
+    assert "12 group(s)" in message and "; and 2 more)" in message
+    assert "'straße09@example.com'" in message and "straße10@example.com" not in message
+
+
+async def test_schema_made_by_create_all_before_the_key_is_upgraded(
+    empty_url: str, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    # What an earlier version's create_all left: the first revision's tables, no alembic_version.
+    await at_revision(empty_url, "0001")
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP TABLE alembic_version"))
+    await insert_0001_users(engine, ["Ülrich@example.com"])
+    await upgrade_database(empty_url, tmp_path)
+    assert await email_keys(engine) == {"Ülrich@example.com": "ülrich@example.com"}
+    async with engine.connect() as conn:
+        assert await conn.run_sync(current_revision) == HEAD
