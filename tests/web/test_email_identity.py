@@ -172,7 +172,11 @@ def smtp_server(inbox: Inbox) -> Iterator[Controller]:
 
 @pytest.fixture
 def app_config(app_config: dict[str, Any], smtp_server: Controller) -> dict[str, Any]:
-    return {**app_config, "MAIL_URL": f"smtp://127.0.0.1:{smtp_server.port}"}
+    return {
+        **app_config,
+        "MAIL_URL": f"smtp://127.0.0.1:{smtp_server.port}",
+        "PUBLIC_URL": "http://localhost",
+    }
 
 
 async def test_forgot_password_finds_the_account_by_any_case(

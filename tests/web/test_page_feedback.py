@@ -288,7 +288,12 @@ class TestWithMailSetUp:
 
     @pytest.fixture
     def app_config(self, app_config: dict[str, Any]) -> dict[str, Any]:
-        return {**app_config, "MAIL_URL": f"smtp://127.0.0.1:{closed_port()}", "MAIL_TIMEOUT": "1"}
+        return {
+            **app_config,
+            "MAIL_URL": f"smtp://127.0.0.1:{closed_port()}",
+            "MAIL_TIMEOUT": "1",
+            "PUBLIC_URL": "http://localhost",
+        }
 
     async def test_pages_say_the_link_was_mailed_and_to_which_address(
         self, app: Quart, client: Any, user: Any
