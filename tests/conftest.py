@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -133,3 +134,17 @@ async def services_on(app: Quart, database_url: str) -> AsyncIterator[Services]:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def without_root_privilege() -> list[str]:
+    """A command prefix under which a folder without write permission is read-only.
+
+    Root ignores file permissions (CAP_DAC_OVERRIDE): as root, the command runs without that
+    capability, as a deployment's service user would. Skips the test when that is not possible.
+    """
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: cannot make a folder read-only")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
