@@ -148,16 +148,18 @@ async def test_app_start_migrates_the_embedded_database(tmp_path: Path) -> None:
 
 
 def test_head_revision_constant_is_alembics_head() -> None:
-    # schema.HEAD_REVISION lets a migrated database start without importing Alembic.
-    from quart_auth_app.migrate import HEAD_REVISION
+    # migrate.REVISIONS lets the app check a database's revision without importing Alembic.
+    from quart_auth_app.migrate import HEAD_REVISION, REVISIONS
 
     assert HEAD_REVISION == HEAD
+    history = ScriptDirectory.from_config(alembic_config()).walk_revisions()
+    assert tuple(reversed([script.revision for script in history])) == REVISIONS
 
 
 async def test_a_database_at_head_is_left_alone(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"
     await upgrade_database(url, tmp_path)
-    from quart_auth_app.migrate import _sqlite_at_head
+    from quart_auth_app.migrate import _sqlite_up_to_date
 
-    assert _sqlite_at_head(url)
-    assert not _sqlite_at_head(f"sqlite+aiosqlite:///{tmp_path / 'missing.db'}")
+    assert _sqlite_up_to_date(url)
+    assert not _sqlite_up_to_date(f"sqlite+aiosqlite:///{tmp_path / 'missing.db'}")
