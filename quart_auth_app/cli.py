@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,7 +18,13 @@ from . import db
 from .config import ConfigError, Settings, load_settings
 from .errors import AppError
 from .importer import ImportFailed, import_users, read_tutorial_users
-from .migrate import MigrationRefused, upgrade_database
+from .migrate import (
+    SchemaProblem,
+    behind_message,
+    schema_behind,
+    schema_revision,
+    upgrade_database,
+)
 from .models import User
 from .rules import check_email, check_name, check_new_password
 from .services import password_hasher
@@ -39,11 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Operate a quart_auth_app deployment. Settings come from the environment "
         "(DATABASE_URL, SECRET_KEY, ...), as for the server.",
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_db(commands)
     _add_create_user(commands)
     _add_import(commands)
     return parser
+
+
+def _version() -> str:
+    try:
+        return metadata.version("quart_auth_app")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
 
 
 def _add_db(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -67,7 +82,7 @@ def _add_create_user(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="read the password from the first line of standard input instead of prompting",
     )
     create.add_argument("--verified", action="store_true", help="mark the email as verified")
-    create.set_defaults(run=run_create_user)
+    create.set_defaults(run=run_create_user, ask=ask_password)
 
 
 def _add_import(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -91,12 +106,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(f"configuration error: {error}")
         return 2
     command: Command = args.run
+    ask: Callable[[argparse.Namespace], None] | None = getattr(args, "ask", None)
     try:
+        if ask is not None:
+            # Before the event loop starts: asyncio.run() turns the first Ctrl-C into a
+            # cancellation that a prompt blocked in read() would only see after Enter.
+            ask(args)
         return asyncio.run(command(settings, args))
     except CommandFailed as error:
         _fail(str(error))
         return 1
     except KeyboardInterrupt:
+        _end_prompt_line()
         return 130
 
 
@@ -114,8 +135,8 @@ async def run_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
 async def _upgrade(settings: Settings) -> None:
     try:
         await upgrade_database(settings.database_url, settings.instance_path)
-    except MigrationRefused as error:
-        raise CommandFailed(str(error)) from None
+    except SchemaProblem as problem:
+        raise CommandFailed(str(problem)) from None
     except (SQLAlchemyError, OSError) as error:
         raise CommandFailed(_database_problem(error)) from None
 
@@ -128,8 +149,8 @@ def _database_problem(error: BaseException) -> str:
 
 
 async def run_create_user(settings: Settings, args: argparse.Namespace) -> int:
-    """`create-user NAME EMAIL`: register a user with a password read without echo."""
-    password = _read_password(args.password_stdin)
+    """`create-user NAME EMAIL`: register a user with the password ask_password() read."""
+    password: str = args.password
     name, email = (
         _checked("name", check_name, args.name),
         _checked("email", check_email, args.email),
@@ -153,13 +174,40 @@ async def run_create_user(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_password(from_stdin: bool) -> str:
-    if from_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
-    password = getpass.getpass("Password: ")
-    if getpass.getpass("Repeat password: ") != password:
+def ask_password(args: argparse.Namespace) -> None:
+    """Read create-user's password: the first line of stdin, or twice at the terminal."""
+    if args.password_stdin:
+        if sys.stdin is None:  # started with standard input closed
+            raise CommandFailed("--password-stdin: standard input is closed")
+        args.password = sys.stdin.readline().rstrip("\r\n")
+        return
+    if not has_terminal():
+        # getpass would fall back to reading stdin with echo on, or fail at its end.
+        raise CommandFailed("no terminal to ask for the password: use --password-stdin")
+    try:
+        password = getpass.getpass("Password: ")
+        repeated = getpass.getpass("Repeat password: ")
+    except EOFError:
+        _end_prompt_line()
+        raise CommandFailed("no password given (end of input at the prompt)") from None
+    if repeated != password:
         raise CommandFailed("the passwords do not match")
-    return password
+    args.password = password
+
+
+def _end_prompt_line() -> None:
+    # getpass leaves the cursor after "Password: " when it is interrupted.
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+
+
+def has_terminal() -> bool:
+    """Whether getpass can prompt without echo: the process has a terminal, as getpass looks."""
+    try:
+        with open("/dev/tty", "rb"):
+            return True
+    except OSError:
+        return sys.stdin is not None and sys.stdin.isatty()
 
 
 def _checked(field: str, rule: Callable[[str], str], value: str) -> str:
@@ -188,11 +236,19 @@ async def run_import(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run `work` in one session; the embedded SQLite database is migrated first, as at start."""
+    """Run `work` in one session; the embedded SQLite database is migrated first, as at start.
+
+    A PostgreSQL schema that is behind is refused with the command that fixes it.
+    """
     if db.is_sqlite(settings.database_url):
         await _upgrade(settings)
     engine = db.create_engine(settings)
     try:
+        if not db.is_sqlite(settings.database_url):
+            async with engine.connect() as connection:
+                found = await schema_revision(connection)
+            if schema_behind(found):
+                raise CommandFailed(behind_message(found))
         async with db.session_factory(engine)() as session:
             return await work(session)
     except (SQLAlchemyError, OSError) as error:

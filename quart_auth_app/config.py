@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import secrets
@@ -129,6 +130,20 @@ def _files(name: str, raw: str) -> tuple[Path, ...]:
     return tuple(_file(name, part) for part in raw.split(",") if part.strip())
 
 
+# Schemes taken as the one supported driver of their backend: the app is tuned for asyncpg and
+# aiosqlite, and a plain `postgresql://` (or Heroku's `postgres://`) means PostgreSQL, whatever
+# driver SQLAlchemy would pick for it by default.
+DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+psycopg2": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+pysqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
+
+
 def _database_url(name: str, raw: str) -> str:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
@@ -137,13 +152,34 @@ def _database_url(name: str, raw: str) -> str:
         url = make_url(raw.strip())
     except ArgumentError:
         raise ConfigError(name, f"not a database URL: {raw!r}") from None
-    if url.get_backend_name() not in ("sqlite", "postgresql"):
-        raise ConfigError(name, "only sqlite+aiosqlite:// and postgresql+asyncpg:// are supported")
-    if url.get_backend_name() == "postgresql" and url.get_driver_name() == "psycopg2":
-        url = url.set(drivername="postgresql+asyncpg")
-    if url.get_backend_name() == "sqlite" and url.get_driver_name() == "pysqlite":
-        url = url.set(drivername="sqlite+aiosqlite")
+    driver = DRIVERS.get(url.drivername)
+    if driver is None:
+        raise ConfigError(
+            name,
+            "only sqlite+aiosqlite:// and postgresql+asyncpg:// (or postgresql://) are supported,"
+            f" got {url.drivername}://",
+        )
+    url = url.set(drivername=driver)
+    if driver == "postgresql+asyncpg" and importlib.util.find_spec("asyncpg") is None:
+        raise ConfigError(name, "PostgreSQL needs asyncpg: pip install 'quart_auth_app[postgres]'")
+    if driver == "sqlite+aiosqlite":
+        _sqlite_folder_exists(name, url.database)
     return url.render_as_string(hide_password=False)
+
+
+def _sqlite_folder_exists(name: str, database: str | None) -> None:
+    """An SQLite file named in DATABASE_URL must be in an existing folder.
+
+    SQLite creates a missing file, and the migration lock its missing folders: a typo in the
+    path would start on a new, empty database and the users would seem gone. The file itself
+    may be new (first start); the folder must be there.
+    """
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    folder = Path(database).parent.absolute()
+    if not folder.is_dir():
+        problem = "is not a folder" if folder.exists() else "does not exist"
+        raise ConfigError(name, f"folder {folder} {problem}")
 
 
 def _redis_url(name: str, raw: str) -> str | None:
@@ -258,12 +294,18 @@ def _secret_key(raw: Any, instance: Path) -> str:
 
 def _persisted_secret(instance: Path) -> str:
     path = instance / "secret_key"
-    instance.mkdir(parents=True, exist_ok=True)
     try:
+        instance.mkdir(parents=True, exist_ok=True)
         # O_EXCL makes concurrent workers agree: one writes, the others read its key.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return _read_secret(path)
+    except OSError as error:
+        raise ConfigError(
+            "INSTANCE_PATH",
+            f"cannot store a generated SECRET_KEY in {path}: {reason(error)}"
+            " (set SECRET_KEY, or make the folder writable)",
+        ) from None
     key = secrets.token_urlsafe(48)
     with os.fdopen(fd, "w") as handle:
         handle.write(key)
@@ -271,9 +313,17 @@ def _persisted_secret(instance: Path) -> str:
     return key
 
 
+def reason(error: OSError) -> str:
+    """An OS error in a few words, without Python's errno prefix: "Permission denied"."""
+    return error.strerror or type(error).__name__
+
+
 def _read_secret(path: Path) -> str:
     for _ in range(50):
-        key = path.read_text().strip()
+        try:
+            key = path.read_text().strip()
+        except OSError as error:
+            raise ConfigError("SECRET_KEY", f"cannot read {path}: {reason(error)}") from None
         if key:
             if len(key.encode()) < MIN_SECRET_BYTES:
                 raise ConfigError("SECRET_KEY", f"the key stored in {path} is too short")

@@ -13,16 +13,23 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+
+from .config import reason
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-# The newest revision (tests/test_migrations.py checks it is Alembic's head). A database already
-# there is left alone without importing Alembic, which would add megabytes to every worker.
-HEAD_REVISION = "0002"
+# Every revision, oldest first (tests/unit/test_migrations.py checks this is Alembic's history).
+# The app compares a database's revision with these without importing Alembic, which would add
+# megabytes to every worker: a database at the head is left alone, one behind is refused.
+REVISIONS = ("0001", "0002")
+HEAD_REVISION = REVISIONS[-1]
+UPGRADE_COMMAND = "quart-auth-app db upgrade"
+UPGRADE_HINT = f"run `{UPGRADE_COMMAND}`"
 # The first revision: databases made by create_all before migrations existed are stamped with it.
 BASELINE_REVISION = "0001"
 # The first revision with users.email_key: a create_all schema that has it is stamped with it.
@@ -31,8 +38,57 @@ EMAIL_KEY_REVISION = "0002"
 PG_LOCK_KEY = zlib.crc32(b"quart_auth_app.migrations")
 
 
-class MigrationRefused(Exception):
-    """A migration cannot go on until the operator decides something; the message says what."""
+class SchemaProblem(Exception):
+    """The schema cannot be brought up to date here; the message is one line for an operator."""
+
+
+def schema_behind(found: str | None) -> bool:
+    """Whether a database at revision `found` (None: no schema) needs `db upgrade` for this code.
+
+    A revision this code does not know is newer: a rolling deploy migrates before the last old
+    instance stops, and migrations keep the previous code working, so that is not "behind".
+    """
+    return found is None or (found in REVISIONS and found != HEAD_REVISION)
+
+
+def behind_message(found: str | None) -> str:
+    """The one line that says a schema is behind and what to run."""
+    return (
+        f"database schema is not up to date (found {found or 'none'}, need {HEAD_REVISION}):"
+        f" {UPGRADE_HINT}"
+    )
+
+
+async def schema_revision(connection: AsyncConnection) -> str | None:
+    """The database's Alembic revision, None when it has no schema (one query).
+
+    A database that does not answer raises its error: "no schema" is said only of one that
+    answered that the table is missing.
+    """
+    try:
+        return (await connection.execute(REVISION_QUERY)).scalars().first()
+    except DBAPIError as error:
+        if missing_schema(error):
+            return None
+        raise
+
+
+# SQLSTATEs of a table or a column that the code uses and the database lacks.
+MISSING_SCHEMA_STATES = frozenset({"42P01", "42703"})  # undefined_table, undefined_column
+SQLITE_MISSING_SCHEMA = ("no such table", "no such column")
+
+
+def missing_schema(error: BaseException) -> bool:
+    """Whether a database error says a table or column is missing: the schema is behind."""
+    cause = getattr(error, "orig", None) or error
+    if getattr(cause, "sqlstate", None) in MISSING_SCHEMA_STATES:
+        return True
+    return isinstance(cause, sqlite3.OperationalError) and str(cause).startswith(
+        SQLITE_MISSING_SCHEMA
+    )
+
+
+REVISION_QUERY = text("SELECT version_num FROM alembic_version")
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -58,15 +114,20 @@ async def upgrade_database(url: str, instance_path: Path) -> None:
 
 def _upgrade_blocking(url: str, instance_path: Path) -> None:
     if make_url(url).get_backend_name() == "sqlite":
-        with _file_lock(_sqlite_lock_path(url, instance_path)):
-            if not _sqlite_at_head(url):
+        lock = _sqlite_lock_path(url, instance_path)
+        variable = "INSTANCE_PATH" if lock.parent == instance_path.resolve() else "DATABASE_URL"
+        with _file_lock(lock, variable):
+            if not _sqlite_up_to_date(url):
                 asyncio.run(_migrate(url))
     else:
         asyncio.run(_migrate(url))  # serialised by an advisory lock inside the transaction
 
 
-def _sqlite_at_head(url: str) -> bool:
-    """Whether an SQLite database file is already at HEAD_REVISION (read with the stdlib)."""
+def _sqlite_up_to_date(url: str) -> bool:
+    """Whether an SQLite database file needs no migration (read with the stdlib).
+
+    At HEAD_REVISION, or at a newer revision than this code knows (see schema_behind).
+    """
     database = make_url(url).database
     if not database or database == ":memory:" or database.startswith("file:"):
         return False
@@ -77,23 +138,32 @@ def _sqlite_at_head(url: str) -> bool:
             rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
     except sqlite3.Error:
         return False
-    return rows == [(HEAD_REVISION,)]
+    return len(rows) == 1 and not schema_behind(rows[0][0])
 
 
 def _sqlite_lock_path(url: str, instance_path: Path) -> Path:
     """A lock file beside the database file, so every app using that file agrees on it."""
     database = make_url(url).database
     if not database or database == ":memory:" or database.startswith("file:"):
-        instance_path.mkdir(parents=True, exist_ok=True)
-        return instance_path / "schema.lock"
+        return instance_path.resolve() / "schema.lock"
     path = Path(database).resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
     return path.with_name(path.name + ".migrate-lock")
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
+def _file_lock(path: Path, variable: str) -> Iterator[None]:
+    try:
+        # The default database's folder (the instance folder) may be new; settings refuse a
+        # DATABASE_URL whose folder is missing, so no typo gets folders made for it here.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a")
+    except OSError as error:
+        # A read-only folder: SQLite could not write its journal there either.
+        raise SchemaProblem(
+            f"{variable}: cannot create the migration lock {path}: {reason(error)}"
+            " (the folder must be writable)"
+        ) from None
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -138,12 +208,17 @@ def _begin_immediate(connection: Connection) -> None:
 
 def _upgrade_on(connection: Connection) -> None:
     from alembic import command
+    from alembic.util import CommandError
 
     config = alembic_config()
     config.attributes["connection"] = connection
-    if _made_without_alembic(connection):
-        command.stamp(config, _adopted_revision(connection))
-    command.upgrade(config, "head")
+    try:
+        if _made_without_alembic(connection):
+            command.stamp(config, _adopted_revision(connection))
+        command.upgrade(config, "head")
+    except CommandError as error:
+        # E.g. a revision this version does not know: the database was migrated by a newer one.
+        raise SchemaProblem(f"cannot migrate the database: {error}") from None
 
 
 def _made_without_alembic(connection: Connection) -> bool:

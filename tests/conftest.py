@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import os
+import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +20,13 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-0123456
 
 from quart import Quart
 from quart.typing import TestClientProtocol
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from quart_auth_app import create_app
+from quart_auth_app.migrate import HEAD_REVISION
 from quart_auth_app.models import Base
 from quart_auth_app.services import Services, open_services
 from quart_auth_app.testing import DEFAULT_PASSWORD, SignedIn, make_user, sign_in
@@ -47,11 +53,23 @@ def pytest_report_header() -> list[str]:
 
 
 async def reset_postgres(url: str) -> None:
-    """Drop and recreate every table so each test starts from an empty database."""
+    """Drop and recreate every table so each test starts from an empty database.
+
+    create_all is quicker than the migrations (tests/unit/test_migrations.py checks that both
+    build the same schema); the revision is stamped as `db upgrade` would, since the app
+    refuses to start on a PostgreSQL schema it does not find migrated.
+    """
     engine = create_async_engine(url)
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.drop_all)
+        await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
         await conn.run_sync(Base.metadata.create_all)
+        await conn.execute(
+            text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+        )
+        await conn.execute(
+            text("INSERT INTO alembic_version VALUES (:revision)"), {"revision": HEAD_REVISION}
+        )
     await engine.dispose()
 
 
@@ -133,3 +151,46 @@ async def services_on(app: Quart, database_url: str) -> AsyncIterator[Services]:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def without_root_privilege() -> list[str]:
+    """A command prefix under which a folder without write permission is read-only.
+
+    Root ignores file permissions (CAP_DAC_OVERRIDE): as root, the command runs without that
+    capability, as a deployment's service user would. Skips the test when that is not possible.
+    """
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: cannot make a folder read-only")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
+
+
+@pytest.fixture
+def empty_postgres() -> Iterator[str]:
+    """A new, empty PostgreSQL database beside TEST_DATABASE_URL's, dropped after the test.
+
+    Its name derives from TEST_DATABASE_URL's, so test runs on other databases never meet it.
+    """
+    if not TEST_DATABASE_URL:
+        pytest.skip("set TEST_DATABASE_URL for PostgreSQL")
+    url = make_url(TEST_DATABASE_URL)
+    name = f"{url.database}_empty_{os.getpid()}"
+    admin = url.set(database="postgres")
+    drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+    asyncio.run(_postgres_admin(admin.render_as_string(False), drop, f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_postgres_admin(admin.render_as_string(False), drop))
+
+
+async def _postgres_admin(url: str, *statements: str) -> None:
+    engine = create_async_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            for statement in statements:
+                await conn.execute(text(statement))
+    finally:
+        await engine.dispose()

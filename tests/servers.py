@@ -102,10 +102,13 @@ def start_server(
     extra_args: Sequence[str] = (),
     timeout: float = 60,
     port: int | None = None,
+    ready_status: int = 200,
 ) -> Server:
     """Start `hypercorn --config <config> quart_auth_app:app`; wait until every worker serves.
 
     `workers=None` keeps the count the config file sets; `port=None` takes any free port.
+    Serving means /healthz answers `ready_status` (503 for a server that runs while a store it
+    needs is down).
     """
     port = port or free_port()
     handle, name = tempfile.mkstemp(prefix="qaa-server-", suffix=".log")
@@ -138,7 +141,7 @@ def start_server(
     server = Server(process, f"http://127.0.0.1:{port}", log_path, full_env)
     expected = workers if workers is not None else configured_workers(config)
     try:
-        wait_until_healthy(server, max(1, expected), timeout)
+        wait_until_healthy(server, max(1, expected), timeout, ready_status)
     except ServerFailed:
         server.stop()
         raise
@@ -152,23 +155,26 @@ def configured_workers(config: Path) -> int:
         return workers
 
 
-def wait_until_healthy(server: Server, workers: int, timeout: float) -> None:
-    """Poll until all workers run and /healthz answers 200; ServerFailed if the process dies."""
+def wait_until_healthy(
+    server: Server, workers: int, timeout: float, ready_status: int = 200
+) -> None:
+    """Poll until all workers run and /healthz answers 200 (or `ready_status`); ServerFailed
+    if the process dies."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not server.alive():
             raise ServerFailed(f"server exited with {server.process.returncode}:\n{server.log()}")
-        if server.workers_running() >= workers and _healthy(server):
+        if server.workers_running() >= workers and _health(server) == ready_status:
             return
         time.sleep(0.2)
     raise ServerFailed(f"server not healthy after {timeout}s:\n{server.log()}")
 
 
-def _healthy(server: Server) -> bool:
+def _health(server: Server) -> int | None:
     try:
-        return httpx.get(server.url + "/healthz", timeout=2).status_code == 200
+        return httpx.get(server.url + "/healthz", timeout=2).status_code
     except httpx.TransportError:
-        return False
+        return None
 
 
 @contextmanager
@@ -178,9 +184,12 @@ def running_server(
     workers: int | None = 1,
     extra_args: Sequence[str] = (),
     port: int | None = None,
+    ready_status: int = 200,
 ) -> Iterator[Server]:
     """A server for the duration of a `with` block; its log is kept only if the block failed."""
-    server = start_server(env, workers=workers, extra_args=extra_args, port=port)
+    server = start_server(
+        env, workers=workers, extra_args=extra_args, port=port, ready_status=ready_status
+    )
     try:
         yield server
     except BaseException:

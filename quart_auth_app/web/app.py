@@ -1,7 +1,8 @@
 """create_app(): the Quart app assembled from its parts. Building it opens nothing.
 
 The engine, pools, threads and clients (services.py) are opened when the app starts serving
-and closed when it stops; the schema of the embedded SQLite database is migrated first.
+and closed when it stops; the schema of the embedded SQLite database is migrated first, and a
+PostgreSQL schema that is missing or behind refuses the start (StartRefused).
 """
 
 from __future__ import annotations
@@ -14,11 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from quart import Quart
+from sqlalchemy.exc import SQLAlchemyError
 
 from .. import recovery
 from ..config import Settings, load_settings
 from ..db import is_sqlite
-from ..migrate import ensure_schema
+from ..migrate import (
+    HEAD_REVISION,
+    SchemaProblem,
+    behind_message,
+    ensure_schema,
+    schema_behind,
+    schema_revision,
+)
 from ..services import Services, open_services
 from ..tokens import KeySet, TokenService
 from . import errors, http, openapi, security, state
@@ -29,6 +38,8 @@ log = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 CLEANUP_INTERVAL_SECONDS = 600
 CLEANUP_MAX_BATCHES = 100
+# How long the start-up schema check waits for PostgreSQL before serving without it.
+START_CHECK_SECONDS = 5
 
 
 def template_folder() -> Path:
@@ -80,9 +91,12 @@ def _init_lifecycle(app: Quart, settings: Settings, keys: KeySet) -> None:
     @app.before_serving
     async def open_everything() -> None:
         services = open_services(settings, keys)
+        try:
+            await _prepare_schema(services, settings)
+        except StartRefused:
+            await services.close()
+            raise
         app.extensions["services"] = services
-        if is_sqlite(settings.database_url):
-            await ensure_schema(services.engine, settings.instance_path)
         app.extensions["cleanup_task"] = asyncio.create_task(_cleanup_forever(services))
         if settings.accelerations:
             from .. import speed
@@ -99,6 +113,49 @@ def _init_lifecycle(app: Quart, settings: Settings, keys: KeySet) -> None:
         services: Services | None = app.extensions.pop("services", None)
         if services is not None:
             await services.close()
+
+
+class StartRefused(Exception):
+    """The app must not serve as deployed; the message is the one line an operator reads.
+
+    create_app() callers get it from the start (Quart: a lifespan failure); the server process
+    (quart_auth_app.asgi) prints the line and exits with status 2 instead of a traceback.
+    """
+
+
+async def _prepare_schema(services: Services, settings: Settings) -> None:
+    """Migrate the embedded SQLite database; refuse a PostgreSQL one whose schema is behind."""
+    if is_sqlite(settings.database_url):
+        try:
+            await ensure_schema(services.engine, settings.instance_path)
+        except SchemaProblem as problem:
+            raise StartRefused(str(problem)) from None
+        except (SQLAlchemyError, OSError) as error:
+            raise StartRefused(
+                f"DATABASE_URL: cannot migrate the database: {_first_line(error)}"
+            ) from None
+        return
+    try:
+        async with asyncio.timeout(START_CHECK_SECONDS), services.engine.connect() as connection:
+            found = await schema_revision(connection)
+    except (SQLAlchemyError, OSError, TimeoutError) as error:
+        # Temporarily down, perhaps: serving anyway lets the app recover by itself once the
+        # database answers (requests answer 503 until then, /healthz says why).
+        log.warning(
+            "database unreachable at start (%s): serving; requests that need it answer 503",
+            type(error).__name__,
+        )
+        return
+    if schema_behind(found):
+        raise StartRefused(behind_message(found))
+    if found != HEAD_REVISION:
+        log.warning("database schema %s is newer than this code's %s", found, HEAD_REVISION)
+
+
+def _first_line(error: BaseException) -> str:
+    """An error in one line, without SQL parameters (they may hold password hashes)."""
+    cause = getattr(error, "orig", None) or error
+    return f"{type(cause).__name__}: {(str(cause).splitlines() or [''])[0]}"
 
 
 async def _cleanup_forever(services: Services) -> None:

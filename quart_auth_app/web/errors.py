@@ -8,7 +8,7 @@ from typing import Any, cast
 from urllib.parse import quote
 
 from quart import Quart, Response, jsonify, redirect, render_template, request
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
@@ -24,6 +24,7 @@ from ..errors import (
     Throttled,
     TokenMissing,
 )
+from ..migrate import UPGRADE_HINT, missing_schema
 from .http import wants_html
 from .state import state
 from .views.feedback import field_sentences, form_summary
@@ -140,15 +141,38 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(OSError)
     async def store_unreachable(error: Exception) -> Response:
         # The database (which also holds revocations) is down: fail closed with 503, not 500.
+        if missing_schema(error):
+            return await schema_behind(error)
         log.error("storage unreachable: %s", type(error).__name__)
-        response = await render_error(503, ServiceUnavailable.message)
-        response.headers["Retry-After"] = "5"
-        return response
+        return await unavailable()
+
+    @app.errorhandler(ProgrammingError)
+    async def programming_error(error: ProgrammingError) -> Response:
+        if missing_schema(error):
+            return await schema_behind(error)
+        return await unexpected(error)
 
     @app.errorhandler(Exception)
     async def unexpected(error: Exception) -> Response:
         log.exception("unhandled error", exc_info=error)
         return await render_error(500, "Internal server error")
+
+
+async def unavailable() -> Response:
+    """503 with Retry-After, in the shape the client asked for."""
+    response = await render_error(503, ServiceUnavailable.message)
+    response.headers["Retry-After"] = "5"
+    return response
+
+
+async def schema_behind(error: Exception) -> Response:
+    # The operator's mistake, not the client's: the log says what to run, the client may retry.
+    log.error(
+        "database schema lacks what this code needs (%s): %s",
+        type(getattr(error, "orig", None) or error).__name__,
+        UPGRADE_HINT,
+    )
+    return await unavailable()
 
 
 def _http_message(error: HTTPException) -> str:

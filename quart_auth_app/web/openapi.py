@@ -227,7 +227,10 @@ DOCS: dict[str, Doc] = {
         html_too=True,
     ),
     "ops.healthz": Doc(
-        "Health: does the database answer?", "operations", (200, HealthOut), extra={503: HealthOut}
+        "Health: do the database (at this code's schema) and Redis answer?",
+        "operations",
+        (200, HealthOut),
+        extra={503: HealthOut},
     ),
 }
 

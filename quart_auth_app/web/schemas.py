@@ -140,7 +140,10 @@ class SessionsOut(BaseModel):
 
 
 class HealthOut(BaseModel):
+    """`ok`, or `unavailable` with what failed: `checks` maps database/redis to a reason."""
+
     status: str
+    checks: dict[str, str] | None = None
 
 
 class JwksOut(BaseModel):

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import io
 import os
+import pty
+import select
 import sqlite3
 import subprocess
 import sys
+import termios
+import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +22,13 @@ from alembic import command
 from werkzeug.security import generate_password_hash
 
 from quart_auth_app import cli, create_app
-from quart_auth_app.migrate import alembic_config
+from quart_auth_app.migrate import HEAD_REVISION, alembic_config
+
+from ..conftest import without_root_privilege
 
 PASSWORD = "command line passphrase"
 SECRET = "cli-secret-key-that-is-long-enough-0123456789"
+SCRIPT = Path(sys.executable).with_name("quart-auth-app")
 
 
 @pytest.fixture
@@ -56,9 +65,8 @@ async def can_log_in(env: dict[str, str], email: str, password: str) -> bool:
 
 
 def script(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    executable = Path(sys.executable).with_name("quart-auth-app")
     return subprocess.run(
-        [str(executable), *argv],
+        [str(SCRIPT), *argv],
         capture_output=True,
         text=True,
         timeout=60,
@@ -140,6 +148,7 @@ async def test_create_user_prompts_without_echo(
         return PASSWORD
 
     monkeypatch.setattr(cli.getpass, "getpass", fake_getpass)
+    monkeypatch.setattr(cli, "has_terminal", lambda: True)
     assert await run("create-user", "Dan", "dan@example.com") == 0
     assert prompts == ["Password: ", "Repeat password: "]
     assert await can_log_in(env, "dan@example.com", PASSWORD)
@@ -198,3 +207,154 @@ async def test_import_of_a_missing_file_fails_with_one_line(
     assert await run("import-flask-db", str(tmp_path / "nope.db")) == 1
     err = capsys.readouterr().err
     assert "no such file" in err and err.count("\n") == 1
+
+
+# --- Operator mistakes: one line on stderr, a non-zero status, never a traceback. ---
+
+
+def test_version_prints_the_installed_version(env: dict[str, str]) -> None:
+    result = script("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"quart-auth-app {metadata.version('quart_auth_app')}\n"
+
+
+@pytest.mark.parametrize("stdin", ["empty", "closed"])
+def test_create_user_without_a_terminal_asks_for_password_stdin(
+    env: dict[str, str], stdin: str
+) -> None:
+    # No controlling terminal (a new session) and stdin not a terminal: as under cron or CI.
+    command = [str(SCRIPT), "create-user", "Gus", "gus@example.com"]
+    if stdin == "closed":
+        command = ["/bin/sh", "-c", 'exec "$0" "$@" <&-', *command]
+    result = subprocess.run(
+        command,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ.copy(),
+        start_new_session=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        "quart-auth-app: no terminal to ask for the password: use --password-stdin\n"
+    )
+
+
+def test_password_stdin_with_stdin_closed_is_one_line(env: dict[str, str]) -> None:
+    command = [str(SCRIPT), "create-user", "Gus", "gus@example.com", "--password-stdin"]
+    result = subprocess.run(
+        ["/bin/sh", "-c", 'exec "$0" "$@" <&-', *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ.copy(),
+    )
+    assert result.returncode == 1
+    assert result.stderr == "quart-auth-app: --password-stdin: standard input is closed\n"
+
+
+def at_the_prompt(keys: bytes) -> tuple[int, str, bytes]:
+    """Run create-user on a new pseudo-terminal, type `keys` at the first prompt.
+
+    Returns the exit status, stderr (a pipe, not the terminal) and what the terminal showed.
+    """
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [str(SCRIPT), "create-user", "Hal", "hal@example.com"],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
+        start_new_session=True,
+        # The pty becomes the new session's controlling terminal: getpass opens /dev/tty.
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+    )
+    os.close(terminal)
+    shown = b""
+    deadline = time.monotonic() + 30
+    while b"Password: " not in shown and time.monotonic() < deadline:
+        if select.select([controller], [], [], 0.2)[0]:
+            shown += os.read(controller, 1024)
+    assert b"Password: " in shown
+    os.write(controller, keys)
+    try:
+        _, err = process.communicate(timeout=10)  # promptly: not only after Enter
+    finally:
+        process.kill()
+        os.close(controller)
+    return process.returncode, err.decode(), shown
+
+
+def test_end_of_input_at_the_prompt_is_one_line(env: dict[str, str]) -> None:
+    status, err, _ = at_the_prompt(b"\x04")  # Ctrl-D
+    assert status == 1
+    assert err == "quart-auth-app: no password given (end of input at the prompt)\n"
+
+
+def test_ctrl_c_at_the_prompt_exits_130_at_once(env: dict[str, str]) -> None:
+    status, err, _ = at_the_prompt(b"\x03")  # Ctrl-C: SIGINT from the terminal
+    assert status == 130
+    assert err == ""
+
+
+def test_read_only_instance_folder_is_one_line_naming_it(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    instance = tmp_path / "read-only"
+    instance.mkdir(mode=0o555)
+    result = subprocess.run(
+        [*without_root_privilege(), str(SCRIPT), "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        # The default database, in the instance folder.
+        env={
+            **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+            "INSTANCE_PATH": str(instance),
+        },
+    )
+    assert result.returncode == 1
+    lock = instance / "app.db.migrate-lock"
+    assert result.stderr == (
+        f"quart-auth-app: INSTANCE_PATH: cannot create the migration lock {lock}:"
+        " Permission denied (the folder must be writable)\n"
+    )
+
+
+def test_sqlite_path_typo_is_refused_without_creating_anything(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    typo = tmp_path / "instnace"
+    url = f"sqlite+aiosqlite:///{typo / 'app.db'}"
+    for argv in (["db", "upgrade"], ["create-user", "Ida", "ida@example.com", "--password-stdin"]):
+        result = script(*argv, env={"DATABASE_URL": url})
+        assert result.returncode == 2
+        assert result.stderr == (
+            f"quart-auth-app: configuration error: DATABASE_URL: folder {typo} does not exist\n"
+        )
+    assert not typo.exists()
+
+
+def test_create_user_on_an_unmigrated_postgres_names_db_upgrade(
+    env: dict[str, str], empty_postgres: str
+) -> None:
+    def create_user() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(SCRIPT), "create-user", "Jo", "jo@example.com", "--password-stdin"],
+            input=PASSWORD + "\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "DATABASE_URL": empty_postgres},
+        )
+
+    refused = create_user()
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        f"quart-auth-app: database schema is not up to date (found none, need"
+        f" {HEAD_REVISION}): run `quart-auth-app db upgrade`\n"
+    )
+    assert script("db", "upgrade", env={"DATABASE_URL": empty_postgres}).returncode == 0
+    created = create_user()
+    assert created.returncode == 0, created.stderr

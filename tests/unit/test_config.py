@@ -17,6 +17,8 @@ from quart_auth_app import create_app
 from quart_auth_app.config import ConfigError, load_settings
 from quart_auth_app.hosts import HostPattern
 
+from ..conftest import without_root_privilege
+
 GOOD_KEY = "k" * 32
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -279,3 +281,158 @@ def test_the_wheel_ships_templates_migrations_and_data(tmp_path: Path) -> None:
     ):
         assert expected in names
     assert any(name.startswith("quart_auth_app/data/common-passwords") for name in names)
+
+
+# --- DATABASE_URL: the schemes operators type, the driver they may lack, a path's typo. ---
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "postgresql://app:p%40ss@db.example.com:5433/auth",
+        "postgres://app:p%40ss@db.example.com:5433/auth",
+        "postgresql+psycopg2://app:p%40ss@db.example.com:5433/auth",
+        "postgresql+asyncpg://app:p%40ss@db.example.com:5433/auth",
+    ],
+)
+def test_postgres_urls_are_served_by_asyncpg(tmp_path: Path, given: str) -> None:
+    settings = load_settings(
+        {"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": GOOD_KEY, "DATABASE_URL": given}
+    )
+    assert settings.database_url == "postgresql+asyncpg://app:p%40ss@db.example.com:5433/auth"
+
+
+@pytest.mark.parametrize("given", ["postgresql+psycopg://u@h/db", "postgresql+pg8000://u@h/db"])
+def test_other_postgres_drivers_are_refused_with_the_supported_scheme(
+    tmp_path: Path, given: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(
+            {"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": GOOD_KEY, "DATABASE_URL": given}
+        )
+    assert error.value.variable == "DATABASE_URL"
+    assert "postgresql+asyncpg://" in str(error.value)
+
+
+def test_postgres_without_asyncpg_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As after a plain `pip install .`: the module cannot be found (None in sys.modules).
+    monkeypatch.setitem(sys.modules, "asyncpg", None)
+    with pytest.raises(ConfigError) as error:
+        load_settings(
+            {
+                "INSTANCE_PATH": str(tmp_path),
+                "SECRET_KEY": GOOD_KEY,
+                "DATABASE_URL": "postgresql://u@127.0.0.1/db",
+            }
+        )
+    assert str(error.value) == (
+        "DATABASE_URL: PostgreSQL needs asyncpg: pip install 'quart_auth_app[postgres]'"
+    )
+
+
+def test_server_start_without_asyncpg_is_one_line(tmp_path: Path) -> None:
+    code = "import sys; sys.modules['asyncpg'] = None; import quart_auth_app.asgi"
+    result = _start_with(
+        {"SECRET_KEY": GOOD_KEY, "DATABASE_URL": "postgresql://u@127.0.0.1/db"}, tmp_path, code
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "quart-auth-app: configuration error: DATABASE_URL: PostgreSQL needs asyncpg:"
+        " pip install 'quart_auth_app[postgres]'"
+    ]
+
+
+def test_sqlite_file_in_a_missing_folder_is_refused_and_nothing_is_created(
+    tmp_path: Path,
+) -> None:
+    typo = tmp_path / "no" / "such" / "dir"
+    with pytest.raises(ConfigError) as error:
+        load_settings(
+            {
+                "INSTANCE_PATH": str(tmp_path / "instance"),
+                "SECRET_KEY": GOOD_KEY,
+                "DATABASE_URL": f"sqlite+aiosqlite:///{typo / 'app.db'}",
+            }
+        )
+    assert str(error.value) == f"DATABASE_URL: folder {typo} does not exist"
+    assert not (tmp_path / "no").exists()
+
+
+def test_server_start_on_a_sqlite_path_typo_is_one_line(tmp_path: Path) -> None:
+    typo = tmp_path / "instnace"
+    result = _start_with(
+        {"SECRET_KEY": GOOD_KEY, "DATABASE_URL": f"sqlite+aiosqlite:///{typo / 'app.db'}"},
+        tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"quart-auth-app: configuration error: DATABASE_URL: folder {typo} does not exist"
+    ]
+    assert not typo.exists()
+
+
+def test_sqlite_folder_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("not a folder")
+    with pytest.raises(ConfigError, match="is not a folder"):
+        load_settings(
+            {
+                "INSTANCE_PATH": str(tmp_path),
+                "SECRET_KEY": GOOD_KEY,
+                "DATABASE_URL": f"sqlite:///{tmp_path / 'data' / 'app.db'}",
+            }
+        )
+
+
+@pytest.mark.parametrize("relative", [False, True])
+async def test_a_new_sqlite_file_in_an_existing_folder_is_created_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, relative: bool
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    path = "data/new.db" if relative else str(tmp_path / "data" / "new.db")
+    app = create_app(
+        {
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "SECRET_KEY": GOOD_KEY,
+            "DATABASE_URL": f"sqlite+aiosqlite:///{path}",
+        }
+    )
+    async with app.test_app():
+        assert (await app.test_client().get("/healthz")).status_code == 200
+    assert (tmp_path / "data" / "new.db").is_file()
+
+
+def test_the_default_database_folder_is_created(tmp_path: Path) -> None:
+    instance = tmp_path / "new" / "instance"
+    result = _start_with(
+        {"SECRET_KEY": GOOD_KEY, "INSTANCE_PATH": str(instance)},
+        tmp_path,
+        "import asyncio, quart_auth_app as q\n"
+        "async def main():\n"
+        "    async with q.app.test_app(): pass\n"
+        "asyncio.run(main())",
+    )
+    assert result.returncode == 0, result.stderr
+    assert (instance / "app.db").is_file()
+
+
+def test_read_only_instance_folder_without_secret_key_is_one_line(tmp_path: Path) -> None:
+    instance = tmp_path / "instance"
+    instance.mkdir(mode=0o555)
+    result = subprocess.run(
+        [*without_root_privilege(), sys.executable, "-c", "import quart_auth_app.asgi"],
+        env={"PATH": "/usr/bin:/bin", "INSTANCE_PATH": str(instance)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"quart-auth-app: configuration error: INSTANCE_PATH: cannot store a generated SECRET_KEY"
+        f" in {instance / 'secret_key'}: Permission denied (set SECRET_KEY, or make the folder"
+        " writable)"
+    ]

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from quart_auth_app.migrate import MigrationRefused, alembic_config, upgrade_database
+from quart_auth_app.migrate import SchemaProblem, alembic_config, upgrade_database
 from quart_auth_app.models import Base
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
@@ -149,19 +149,21 @@ async def test_app_start_migrates_the_embedded_database(tmp_path: Path) -> None:
 
 
 def test_head_revision_constant_is_alembics_head() -> None:
-    # schema.HEAD_REVISION lets a migrated database start without importing Alembic.
-    from quart_auth_app.migrate import HEAD_REVISION
+    # migrate.REVISIONS lets the app check a database's revision without importing Alembic.
+    from quart_auth_app.migrate import HEAD_REVISION, REVISIONS
 
     assert HEAD_REVISION == HEAD
+    history = ScriptDirectory.from_config(alembic_config()).walk_revisions()
+    assert tuple(reversed([script.revision for script in history])) == REVISIONS
 
 
 async def test_a_database_at_head_is_left_alone(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"
     await upgrade_database(url, tmp_path)
-    from quart_auth_app.migrate import _sqlite_at_head
+    from quart_auth_app.migrate import _sqlite_up_to_date
 
-    assert _sqlite_at_head(url)
-    assert not _sqlite_at_head(f"sqlite+aiosqlite:///{tmp_path / 'missing.db'}")
+    assert _sqlite_up_to_date(url)
+    assert not _sqlite_up_to_date(f"sqlite+aiosqlite:///{tmp_path / 'missing.db'}")
 
 
 # 0002: the email lookup key ------------------------------------------------------------------
@@ -232,7 +234,7 @@ async def test_accounts_sharing_a_key_stop_the_upgrade_unchanged(
     await insert_0001_users(
         engine, ["ann@example.com", *(email for pair in pairs for email in pair)]
     )
-    with pytest.raises(MigrationRefused) as refused:
+    with pytest.raises(SchemaProblem) as refused:
         await upgrade_database(empty_url, tmp_path)
     message = str(refused.value)
     assert all(repr(email) in message for pair in pairs for email in pair)
@@ -263,7 +265,7 @@ async def test_a_long_list_of_conflicts_is_cut_short(
     await insert_0001_users(
         engine, [f"{name}{i:02}@example.com" for i in range(12) for name in ("straße", "STRASSE")]
     )
-    with pytest.raises(MigrationRefused) as refused:
+    with pytest.raises(SchemaProblem) as refused:
         await upgrade_database(empty_url, tmp_path)
     message = str(refused.value)
     assert "12 group(s)" in message and "; and 2 more)" in message

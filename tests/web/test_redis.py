@@ -222,7 +222,9 @@ async def test_unreachable_redis_fails_closed(
     app_config["REDIS_URL"] = f"redis://127.0.0.1:{refused_port}/0"
     app = create_app(app_config)
     async with app.test_app():  # start-up does not need Redis
-        assert (await app.test_client().get("/healthz")).status_code == 200
+        health = await app.test_client().get("/healthz")
+        assert health.status_code == 503
+        assert (await health.get_json())["checks"] == {"database": "ok", "redis": "unreachable"}
         await assert_fails_closed(app)
         browser = app.test_client()
         tokens = await sign_in(app, await make_user(app))
@@ -261,7 +263,8 @@ def test_server_starts_with_unreachable_redis_and_refuses_logins(
         "INSTANCE_PATH": str(tmp_path),
         "REDIS_URL": f"redis://127.0.0.1:{refused_port}/0",
     }
-    with running_server(env) as server:  # /healthz answers: start-up did not need Redis
+    # /healthz answers (503: Redis is down): start-up did not need Redis.
+    with running_server(env, ready_status=503) as server:
         login = httpx.post(server.url + "/login", json={"email": "a@b.io", "password": "x" * 9})
         assert login.status_code == 503
         assert login.json() == {"message": "Rate-limit store unavailable"}

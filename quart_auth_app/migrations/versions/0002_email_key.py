@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.engine import Connection
 
-from quart_auth_app.migrate import MigrationRefused
+from quart_auth_app.migrate import SchemaProblem
 from quart_auth_app.rules import email_key
 
 revision = "0002"
@@ -78,7 +78,7 @@ def _rows_after(connection: Connection, last: int) -> list[tuple[int, str]]:
 
 
 def _refuse_conflicts(connection: Connection) -> None:
-    """Raise MigrationRefused naming the accounts that share a key, if any do."""
+    """Raise SchemaProblem naming the accounts that share a key, if any do."""
     shared = (
         sa.select(USERS.c.email_key)
         .group_by(USERS.c.email_key)
@@ -98,7 +98,7 @@ def _refuse_conflicts(connection: Connection) -> None:
         for _, rows in groupby(connection.execute(query), key=lambda row: row.email_key)
     ]
     more = len(keys) - len(groups)
-    raise MigrationRefused(
+    raise SchemaProblem(
         f"cannot make emails unique by their lookup key: {len(keys)} group(s) of accounts "
         f"share one ({'; '.join(groups)}{f'; and {more} more' if more else ''}). Keep one "
         "account of each group (delete the others or change their email), then run "
