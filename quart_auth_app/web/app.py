@@ -23,6 +23,7 @@ from ..services import Services, open_services
 from ..tokens import KeySet, TokenService
 from . import errors, openapi, security, state
 from .finish import FinishRequests
+from .hosts import RefuseBadHosts
 from .views import register_views
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         JSON_SORT_KEYS=False,
     )
     app.extensions["settings"] = settings
-    app.asgi_app = FinishRequests(app.asgi_app)  # type: ignore[method-assign]  # Quart's way
+    # Outermost: a request with an unusable Host is answered before Quart binds its URL map.
+    app.asgi_app = RefuseBadHosts(FinishRequests(app.asgi_app))  # type: ignore[method-assign]
     _init_lifecycle(app, settings, keys)
     state.init_app(app)
     security.init_app(app)
