@@ -24,6 +24,7 @@ from ..errors import (
     Throttled,
     TokenMissing,
 )
+from .forms import local_path, next_param
 from .http import wants_html
 from .state import state
 
@@ -75,7 +76,12 @@ async def _browser_error(status: int, message: str, errors: dict[str, str] | Non
         return cast(Response, redirect(login_redirect_target()))
     if current.form is not None:
         values = {k: v for k, v in current.form_values.items() if "password" not in k}
-        context = {**current.form.context, "error": message, "errors": errors or {}}
+        context = {
+            "next": next_param() or "",  # read after the body: the login form's hidden field
+            **current.form.context,
+            "error": message,
+            "errors": errors or {},
+        }
         body = await render_template(current.form.template, values=values, **context)
     else:
         # The header shows who is signed in when the error came after authentication.
@@ -86,8 +92,8 @@ async def _browser_error(status: int, message: str, errors: dict[str, str] | Non
 
 def login_redirect_target() -> str:
     """/login, remembering where the browser was going unless that is the default anyway."""
-    target = request.full_path.rstrip("?")
-    if request.method != "GET" or target == "/dashboard":
+    target = local_path(request.full_path.rstrip("?"))
+    if request.method != "GET" or target is None or target == "/dashboard":
         return "/login"
     return f"/login?next={quote(target, safe='')}"
 

@@ -7,16 +7,23 @@ no token.
 
 from __future__ import annotations
 
+import html
 import json
 import logging
+import re
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from quart import Quart
 from sqlalchemy import func, select
 
 from quart_auth_app.models import LoginSession
-from quart_auth_app.testing import DEFAULT_PASSWORD, db_session
+from quart_auth_app.testing import DEFAULT_PASSWORD, SignedIn, db_session
+from quart_auth_app.web.auth import ACCESS_COOKIE, REFRESH_COOKIE
+from quart_auth_app.web.views import pages, tokens
+
+from ..conftest import BROWSER, bearer
 
 ANN = {"email": "ann@example.com", "password": DEFAULT_PASSWORD}
 
@@ -25,6 +32,181 @@ async def live_sessions(app: Quart) -> int:
     async with db_session(app) as db:
         query = select(func.count()).where(LoginSession.revoked_at.is_(None))
         return int((await db.execute(query.select_from(LoginSession))).scalar_one())
+
+
+# next= on POST /login ------------------------------------------------------------------------
+
+ALLOWED_NEXT = ["/ok/path?x=1", "/account", "/caf%C3%A9#top", "/me/sessions?a=1&b=two"]
+REFUSED_NEXT = [
+    "\x00",
+    "\x0b",
+    "\x0c",
+    "/a\x00b",
+    "/a\x0bb",
+    "/a\x0cb",
+    "/a\x1bb",
+    "/a\x7fb",
+    "/a\r\nSet-Cookie: x=1",
+    "/a%0Cb",
+    "/a%00b",
+    "/a%zz",
+    "//evil.example",
+    "/\\evil",
+    "/%5Cevil",
+    "/%2F/evil.example",
+    "https://evil.example",
+    "javascript:alert(1)",
+    "/a b",
+    "/caf\u00e9",
+    "/" + "a" * 3000,
+]
+# Only JSON can carry a lone surrogate (a form or query string cannot encode it).
+JSON_ONLY_NEXT = ["/a\ud800", "\udfff"]
+HIDDEN_NEXT = re.compile(r'name="next" value="([^"]*)"')
+
+
+def expected_target(target: str) -> str:
+    return target if target in ALLOWED_NEXT else "/dashboard"
+
+
+def assert_clean_headers(response: Any) -> None:
+    for name, value in response.headers.items():
+        assert value.isascii() and value.isprintable(), (name, value)
+
+
+def new_cookies(response: Any) -> dict[str, str]:
+    found = {}
+    for header in response.headers.getlist("Set-Cookie"):
+        name, _, rest = header.partition("=")
+        found[name] = rest.split(";", 1)[0]
+    return found
+
+
+def targets(where: str) -> list[str]:
+    return ALLOWED_NEXT + REFUSED_NEXT + (JSON_ONLY_NEXT if where == "json" else [])
+
+
+def sending(where: str, target: str, body: dict[str, str]) -> dict[str, Any]:
+    """Client keyword arguments that carry `next` in the form, the JSON body or the query."""
+    if where == "query":
+        return {"form": body, "query_string": {"next": target}}
+    return {where: {**body, "next": target}}
+
+
+@pytest.mark.parametrize("where", ["form", "json", "query"])
+async def test_browser_login_goes_only_to_local_paths(app: Quart, user: Any, where: str) -> None:
+    for count, target in enumerate(targets(where), start=1):
+        client = app.test_client()
+        response = await client.post("/login", headers=BROWSER, **sending(where, target, ANN))
+        assert response.status_code == 302, repr(target)
+        assert response.headers["Location"] == expected_target(target), repr(target)
+        assert_clean_headers(response)
+        access = new_cookies(response)[ACCESS_COOKIE]
+        assert (await client.get("/dashboard", headers=BROWSER)).status_code == 200, "cookie"
+        assert (
+            await app.test_client().get("/dashboard", headers=bearer(access))
+        ).status_code == 200
+        assert await live_sessions(app) == count, "one login, one session"
+
+
+async def test_tutorial_form_login_never_fails_on_next(app: Quart, user: Any) -> None:
+    # A form without Accept: JSON tokens here, or the tutorial's redirect (SPEC §3, kind 2).
+    for target in ALLOWED_NEXT + REFUSED_NEXT:
+        response = await app.test_client().post("/login", form={**ANN, "next": target})
+        assert response.status_code in (200, 302), repr(target)
+        assert_clean_headers(response)
+        if response.status_code == 302:
+            assert response.headers["Location"] == expected_target(target)
+
+
+async def test_a_login_whose_redirect_cannot_be_built_starts_no_session(
+    app: Quart, user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pages, "redirect", unbuildable)
+    response = await app.test_client().post("/login", form=ANN, headers=BROWSER)
+    assert response.status_code == 500
+    assert await live_sessions(app) == 0
+    monkeypatch.undo()
+    assert (await app.test_client().post("/login", form=ANN, headers=BROWSER)).status_code == 302
+
+
+def unbuildable(*_args: Any, **_kwargs: Any) -> Any:
+    raise ValueError("this response cannot be built")
+
+
+# next= on the browser's POST /token/refresh --------------------------------------------------
+
+
+def refresh_client(app: Quart, refresh_token: str) -> Any:
+    client = app.test_client()
+    client.set_cookie("localhost", REFRESH_COOKIE, refresh_token)
+    return client
+
+
+@pytest.mark.parametrize("where", ["form", "json", "query"])
+async def test_browser_refresh_goes_only_to_local_paths(
+    app: Quart, signed_in: SignedIn, where: str
+) -> None:
+    refresh_token = signed_in.tokens.refresh_token
+    for target in targets(where):
+        client = refresh_client(app, refresh_token)
+        response = await client.post(
+            "/token/refresh", headers=BROWSER, **sending(where, target, {})
+        )
+        assert response.status_code == 302, repr(target)
+        assert response.headers["Location"] == expected_target(target), repr(target)
+        assert_clean_headers(response)
+        refresh_token = new_cookies(response)[REFRESH_COOKIE]  # the next turn uses the new one
+    assert await live_sessions(app) == 1, "the family lives through every refresh"
+    last = await app.test_client().post("/token/refresh", json={"refresh_token": refresh_token})
+    assert last.status_code == 200
+
+
+async def test_a_refresh_whose_redirect_cannot_be_built_keeps_its_token(
+    app: Quart, signed_in: SignedIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tokens, "redirect", unbuildable)
+    client = refresh_client(app, signed_in.tokens.refresh_token)
+    assert (await client.post("/token/refresh", headers=BROWSER)).status_code == 500
+    monkeypatch.undo()
+    # Not used up: the retry rotates it, outside any replay window, and the family lives.
+    retry = await client.post("/token/refresh", headers=BROWSER)
+    assert retry.status_code == 302 and retry.headers["Location"] == "/dashboard"
+    fresh = new_cookies(retry)[ACCESS_COOKIE]
+    assert (await client.get("/dashboard", headers=bearer(fresh))).status_code == 200
+    assert await live_sessions(app) == 1
+
+
+# next= planted into the login page ---------------------------------------------------------
+
+
+async def test_the_login_page_carries_only_a_safe_next(client: Any) -> None:
+    for target in ALLOWED_NEXT + REFUSED_NEXT:
+        page = await client.get("/login", query_string={"next": target}, headers=BROWSER)
+        assert page.status_code == 200
+        hidden = HIDDEN_NEXT.findall(await page.get_data(as_text=True))
+        assert [html.unescape(value) for value in hidden] == [
+            target if target in ALLOWED_NEXT else ""
+        ], repr(target)
+
+
+async def test_a_refused_login_keeps_only_a_safe_next(client: Any, user: Any) -> None:
+    wrong = {**ANN, "password": "not the password"}
+    for target, kept in (("/account", "/account"), ("/a\x0cb", ""), ("//evil.example", "")):
+        page = await client.post("/login", form={**wrong, "next": target}, headers=BROWSER)
+        assert page.status_code == 401
+        assert HIDDEN_NEXT.findall(await page.get_data(as_text=True)) == [kept]
+
+
+async def test_signed_out_browsers_are_sent_to_login_with_a_safe_next(client: Any) -> None:
+    for path in ("/account?tab=1", "/account?x=caf%C3%A9"):
+        kept = await client.get(path, headers=BROWSER)
+        assert kept.headers["Location"] == f"/login?next={quote(path, safe='')}"
+        page = await client.get(kept.headers["Location"], headers=BROWSER)
+        assert HIDDEN_NEXT.findall(await page.get_data(as_text=True)) == [path]
+    for query in ("tab=a%0Cb", "tab=%5C%5Cevil", "x=a%zz", "x=%1B"):
+        dropped = await client.get(f"/account?{query}", headers=BROWSER)
+        assert dropped.status_code == 302 and dropped.headers["Location"] == "/login", query
 
 
 # Host headers that are no host ---------------------------------------------------------------

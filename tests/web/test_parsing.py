@@ -302,6 +302,24 @@ def test_server_answers_bad_hosts_with_a_clean_400(server: Server) -> None:
     assert "Traceback" not in server.log()
 
 
+def test_server_sends_hostile_next_targets_somewhere_safe(server: Server) -> None:
+    account = {"name": "Nex", "email": "next@example.com", "password": "correct horse battery"}
+    browser = {"Accept": "text/html"}
+    with httpx.Client(base_url=server.url, timeout=20) as http:
+        assert http.post("/signup", json=account).status_code == 201
+        login = {"email": account["email"], "password": account["password"], "next": "/a\x0cb"}
+        answer = http.post("/login", data=login, headers=browser)
+        assert answer.status_code == 302 and answer.headers["Location"] == "/dashboard"
+        targets = {"/a\x1bb": "/dashboard", "/a\x7fb": "/dashboard", "/ok/path?x=1": "/ok/path?x=1"}
+        for target, location in targets.items():
+            answer = http.post("/token/refresh", data={"next": target}, headers=browser)
+            assert answer.status_code == 302 and answer.headers["Location"] == location, target
+        assert http.post("/token/refresh").status_code == 200, "the family lives"
+        page = http.get("/login", params={"next": "/a\x0cb"}, headers=browser)
+        assert 'name="next" value=""' in page.text
+    assert "Traceback" not in server.log()
+
+
 # Slow clients -----------------------------------------------------------------------------
 
 

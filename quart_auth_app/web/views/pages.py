@@ -45,15 +45,16 @@ async def login() -> ResponseReturnValue:
     address = caller_address()
     app_services = services()
     await app_services.throttle.attempt("login", address)
-    body = await form_input(LoginIn, "login.html", next=next_param() or "")
+    body = await form_input(LoginIn, "login.html")
+    # The redirect exists before the session does: nothing about it can fail once it is started.
+    response = redirect(safe_next(next_param())) if wants_html() else None
     pair = await app_services.accounts.login(
         request_db(), body.email, body.password, address, request.headers.get("User-Agent")
     )
-    if wants_html():
-        response = redirect(safe_next(next_param()))
-        set_auth_cookies(response, pair)
-        return response
-    return jsonify(pair.as_json())
+    if response is None:
+        return jsonify(pair.as_json())
+    set_auth_cookies(response, pair)
+    return response
 
 
 @blueprint.get("/dashboard")
