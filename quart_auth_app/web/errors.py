@@ -75,19 +75,38 @@ async def _browser_error(status: int, message: str, errors: dict[str, str] | Non
     if status == 401 and current.protected:
         return cast(Response, redirect(login_redirect_target()))
     if current.form is not None:
-        values = {k: v for k, v in current.form_values.items() if "password" not in k}
         context = {
             "next": next_param() or "",  # read after the body: the login form's hidden field
             **current.form.context,
             "error": message,
             "errors": errors or {},
         }
-        body = await render_template(current.form.template, values=values, **context)
+        body = await render_template(current.form.template, values=echoed_values(), **context)
     else:
         # The header shows who is signed in when the error came after authentication.
         user = current.caller.user if current.caller else None
         body = await render_template("error.html", status=status, message=message, user=user)
     return Response(body, status=status, content_type="text/html; charset=utf-8")
+
+
+def echoed_values() -> dict[str, str]:
+    """The submitted fields a refused form shows again: never a password, never unencodable text.
+
+    A JSON body can carry lone surrogates ("\\ud800"), which no page can be encoded with.
+    """
+    return {
+        name: value
+        for name, value in state().form_values.items()
+        if "password" not in name and _encodable(value)
+    }
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def login_redirect_target() -> str:

@@ -11,6 +11,7 @@ import html
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -207,6 +208,85 @@ async def test_signed_out_browsers_are_sent_to_login_with_a_safe_next(client: An
     for query in ("tab=a%0Cb", "tab=%5C%5Cevil", "x=a%zz", "x=%1B"):
         dropped = await client.get(f"/account?{query}", headers=BROWSER)
         assert dropped.status_code == 302 and dropped.headers["Location"] == "/login", query
+
+
+# Lone surrogates in JSON, re-rendered as a page ----------------------------------------------
+
+SURROGATE = "\ud800"
+NEW_PASSWORD = "correct horse battery"
+# (route, body): each body carries one lone surrogate in one field.
+ANONYMOUS_FORMS = [
+    ("/login", {"email": SURROGATE, "password": "x"}),
+    ("/login", {"email": "ann@example.com", "password": SURROGATE}),
+    ("/login", {**ANN, "next": SURROGATE, "email": "a" + SURROGATE}),
+    ("/signup", {"name": SURROGATE, "email": "bob@example.com", "password": NEW_PASSWORD}),
+    ("/signup", {"name": "Bob", "email": SURROGATE + "@example.com", "password": NEW_PASSWORD}),
+    ("/signup", {"name": "Bob", "email": "bob@example.com", "password": SURROGATE * 9}),
+    ("/password/forgot", {"email": SURROGATE}),
+    ("/password/reset", {"token": SURROGATE, "new_password": NEW_PASSWORD}),
+    ("/password/reset", {"token": "abc", "new_password": SURROGATE * 9}),
+    ("/verify", {"token": SURROGATE}),
+    ("/verify/request", {"email": SURROGATE}),
+]
+ACCOUNT_FORMS = [
+    ("/account/name", {"name": SURROGATE}),
+    ("/account/password", {"current_password": SURROGATE, "new_password": NEW_PASSWORD}),
+    ("/account/password", {"current_password": DEFAULT_PASSWORD, "new_password": SURROGATE * 9}),
+    ("/account/delete", {"password": SURROGATE}),
+]
+JSON = {"Content-Type": "application/json"}
+
+
+def raw_json(body: dict[str, str]) -> bytes:
+    # json.dumps escapes the surrogate as "\ud800", which is what a hostile client sends.
+    return json.dumps(body).encode()
+
+
+def field_of(body: dict[str, str]) -> str:
+    return next(name for name, value in body.items() if SURROGATE in value and name != "next")
+
+
+async def assert_surrogate_refused(
+    post: Callable[..., Awaitable[Any]], route: str, body: Any
+) -> None:
+    page = await post(route, data=raw_json(body), headers={**BROWSER, **JSON})
+    assert page.status_code == 400, (route, body)
+    assert page.headers["Content-Type"].startswith("text/html")
+    text = await page.get_data(as_text=True)
+    assert "invalid characters" in text
+    for name, value in body.items():
+        if "password" not in name and value.isascii():  # what can be shown again, is
+            assert f'value="{html.escape(value)}"' in text, name
+    answer = await post(route, data=raw_json(body), headers=JSON)
+    assert answer.status_code == 400
+    assert field_of(body) in (await answer.get_json())["errors"]
+
+
+@pytest.mark.parametrize(("route", "body"), ANONYMOUS_FORMS)
+async def test_lone_surrogates_in_anonymous_forms_are_a_clean_400(
+    client: Any, user: Any, route: str, body: dict[str, str]
+) -> None:
+    await assert_surrogate_refused(client.post, route, body)
+
+
+@pytest.mark.parametrize("carrier", ["cookie", "bearer"])
+@pytest.mark.parametrize(("route", "body"), ACCOUNT_FORMS)
+async def test_lone_surrogates_in_account_forms_are_a_clean_400(
+    app: Quart, signed_in: SignedIn, carrier: str, route: str, body: dict[str, str]
+) -> None:
+    client = app.test_client()
+    if carrier == "cookie":
+        client.set_cookie("localhost", ACCESS_COOKIE, signed_in.tokens.access_token)
+        post = client.post
+    else:
+
+        async def post(path: str, headers: dict[str, str], **kwargs: Any) -> Any:
+            auth = bearer(signed_in.tokens.access_token)
+            return await client.post(path, headers={**headers, **auth}, **kwargs)
+
+    await assert_surrogate_refused(post, route, body)
+    me = await client.get("/me", headers=bearer(signed_in.tokens.access_token))
+    assert me.status_code == 200 and (await me.get_json())["name"] == "Ann", "nothing changed"
 
 
 # Host headers that are no host ---------------------------------------------------------------
