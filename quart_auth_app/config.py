@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from .hosts import HostPattern, parse_pattern
+from .allowed_hosts import HostPattern, parse_pattern
 
 log = logging.getLogger(__name__)
 

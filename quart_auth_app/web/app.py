@@ -30,8 +30,9 @@ from ..migrate import (
 )
 from ..services import Services, open_services
 from ..tokens import KeySet, TokenService
-from . import errors, http, openapi, security, state
+from . import errors, openapi, security, state
 from .finish import FinishRequests
+from .hosts import RefuseBadHosts
 from .views import register_views
 
 log = logging.getLogger(__name__)
@@ -74,9 +75,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         SESSION_COOKIE_SAMESITE="Lax",
         JSON_SORT_KEYS=False,
     )
-    app.request_class = http.HostCheckedRequest
     app.extensions["settings"] = settings
-    app.asgi_app = FinishRequests(app.asgi_app)  # type: ignore[method-assign]  # Quart's way
+    # Outermost: a request with an unusable Host is answered before Quart binds its URL map.
+    app.asgi_app = RefuseBadHosts(FinishRequests(app.asgi_app))  # type: ignore[method-assign]
     _init_lifecycle(app, settings, keys)
     state.init_app(app)
     security.refuse_unknown_hosts(app, settings.allowed_hosts)  # first of the request hooks

@@ -25,6 +25,7 @@ from ..errors import (
     TokenMissing,
 )
 from ..migrate import UPGRADE_HINT, missing_schema
+from .forms import local_path, next_param
 from .http import wants_html
 from .state import state
 from .views.feedback import field_sentences, form_summary
@@ -78,9 +79,13 @@ async def _browser_error(status: int, message: str, errors: dict[str, str] | Non
     if current.form is not None:
         if errors:  # people read which fields to correct, then each field's reason beside it
             message, errors = form_summary(errors), field_sentences(errors)
-        values = {k: v for k, v in current.form_values.items() if "password" not in k}
-        context = {**current.form.context, "error": message, "errors": errors or {}}
-        body = await render_template(current.form.template, values=values, **context)
+        context = {
+            "next": next_param() or "",  # read after the body: the login form's hidden field
+            **current.form.context,
+            "error": message,
+            "errors": errors or {},
+        }
+        body = await render_template(current.form.template, values=echoed_values(), **context)
     else:
         # The header shows who is signed in when the error came after authentication.
         user = current.caller.user if current.caller else None
@@ -88,10 +93,30 @@ async def _browser_error(status: int, message: str, errors: dict[str, str] | Non
     return Response(body, status=status, content_type="text/html; charset=utf-8")
 
 
+def echoed_values() -> dict[str, str]:
+    """The submitted fields a refused form shows again: never a password, never unencodable text.
+
+    A JSON body can carry lone surrogates ("\\ud800"), which no page can be encoded with.
+    """
+    return {
+        name: value
+        for name, value in state().form_values.items()
+        if "password" not in name and _encodable(value)
+    }
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def login_redirect_target() -> str:
     """/login, remembering where the browser was going unless that is the default anyway."""
-    target = request.full_path.rstrip("?")
-    if request.method != "GET" or target == "/dashboard":
+    target = local_path(request.full_path.rstrip("?"))
+    if request.method != "GET" or target is None or target == "/dashboard":
         return "/login"
     return f"/login?next={quote(target, safe='')}"
 

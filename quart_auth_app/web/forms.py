@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import string
+import unicodedata
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote
 
 from pydantic import BaseModel
 from quart import jsonify, request
@@ -26,14 +29,35 @@ async def form_input(model: type[M], template: str | None = None, **context: Any
     return parse_input(model, data)
 
 
-def safe_next(target: str | None, default: str = "/dashboard") -> str:
-    """A local path to go to after login; anything else (another host, a scheme) is ignored."""
-    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
-        return default
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or any(ch in target for ch in "\r\n\t\\"):
-        return default
+# What a `next` target may be made of: a path, query and fragment as RFC 3986 writes them,
+# printable ASCII only. Anything else (control characters, spaces, quotes, backslashes,
+# non-ASCII) is not a link this app writes, and some of it cannot go into a Location header.
+PATH_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@/?#%")
+PERCENT_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+MAX_NEXT = 2048
+
+
+def local_path(target: str | None) -> str | None:
+    """`target` if it is a plain path on this site, else None (another host, a scheme, junk).
+
+    A single leading "/" leaves no room for a scheme or an authority (RFC 3986 §4.2).
+    """
+    if not target or len(target) > MAX_NEXT or not set(target) <= PATH_CHARACTERS:
+        return None
+    if PERCENT_ESCAPE.search(target):
+        return None  # a "%" that escapes nothing is not a URL
+    # Decoded too: "/%2F/evil", "/%5Cevil" or "%0C" mean the same to whatever decodes it later.
+    decoded = unquote(target)
+    if not target.startswith("/") or target.startswith("//") or decoded.startswith("//"):
+        return None
+    if "\\" in decoded or any(unicodedata.category(ch) == "Cc" for ch in decoded):
+        return None
     return target
+
+
+def safe_next(target: str | None, default: str = "/dashboard") -> str:
+    """A local path to go to after login; anything else is ignored for `default`."""
+    return local_path(target) or default
 
 
 def model_json(model: BaseModel, status: int = 200) -> ResponseReturnValue:
@@ -49,5 +73,5 @@ def no_content() -> ResponseReturnValue:
 
 
 def next_param() -> str | None:
-    """The `next` target from the query string or the submitted form."""
-    return state().form_values.get("next") or request.args.get("next")
+    """The `next` target from the submitted form or the query string, if it is a local path."""
+    return local_path(state().form_values.get("next") or request.args.get("next"))

@@ -6,10 +6,9 @@ import ipaddress
 import json
 from typing import Any
 
-from quart import Request, request
+from quart import request
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.utils import cached_property
 
 from ..errors import InvalidInput
 
@@ -17,25 +16,6 @@ JSON_TYPES = ("application/json",)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 # The routes a tutorial client posts its forms to (SPEC §3, second kind of caller).
 TUTORIAL_FORM_PATHS = frozenset({"/signup", "/login", "/logout"})
-
-
-class HostCheckedRequest(Request):
-    """Quart's request, whose host is "" for a name IDNA refuses, as for any malformed Host."""
-
-    @cached_property
-    def host(self) -> str:
-        host: str = super().host
-        # Routing IDNA-encodes the host while the request is being built, outside every error
-        # handler: a label over 63 characters or an empty one would be a 500. werkzeug has
-        # already reduced the host to ASCII, where those lengths are all IDNA checks.
-        name = host.partition(":")[0]
-        if len(name) < 64 and not name.startswith(".") and ".." not in name:
-            return host  # the usual case, without the codec's cost
-        try:
-            name.encode("idna")
-        except UnicodeError:
-            return ""
-        return host
 
 
 def wants_html() -> bool:

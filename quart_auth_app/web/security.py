@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 
 from quart import Quart, Response, request
 
+from ..allowed_hosts import HostPattern, host_allowed
 from ..errors import Forbidden
-from ..hosts import HostPattern, host_allowed
 from .errors import render_error
 
 log = logging.getLogger(__name__)
@@ -21,6 +21,13 @@ UNKNOWN_HOST = "Unknown host"
 # health answer builds nothing from the host, so it answers whatever the Host header says.
 HOST_EXEMPT_PATHS = frozenset({"/healthz"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# On every response, those answered before Quart (web/hosts.py) included.
+BASE_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+)
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
@@ -49,17 +56,18 @@ def cross_origin_refused() -> bool:
     origin = request.headers.get("Origin")
     if origin is None:
         return False
-    parts = urlsplit(origin)
-    return origin == "null" or parts.netloc.lower() != request.host.lower()
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:  # "http://[x": not an origin anyone can be on
+        return True
+    return origin == "null" or netloc.lower() != request.host.lower()
 
 
 def add_security_headers(response: Response) -> Response:
     """The headers every response carries, plus CSP on pages and no-store on token responses."""
     headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    for name, value in BASE_HEADERS:
+        headers.setdefault(name, value)
     if response.mimetype == "text/html":
         headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     if request.path.startswith(NO_STORE_PREFIXES):

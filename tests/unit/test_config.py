@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from quart_auth_app import create_app
+from quart_auth_app.allowed_hosts import HostPattern
 from quart_auth_app.config import ConfigError, load_settings
-from quart_auth_app.hosts import HostPattern
 
 from ..conftest import without_root_privilege
 

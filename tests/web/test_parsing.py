@@ -270,6 +270,58 @@ def test_server_survives_the_hostile_bodies(server: Server) -> None:
     assert "Traceback" not in server.log()
 
 
+def raw_exchange(server: Server, request: bytes) -> bytes:
+    """Send raw bytes to the server and read its whole answer (the request closes)."""
+    port = int(server.url.rsplit(":", 1)[1])
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+# Hosts h11 lets through but werkzeug's IDNA encoding chokes on, or treats as no host.
+BAD_HOSTS = [b"a" * 64 + b".example", b"a..b", b"x" * 300, "ex\u00e4mple.com".encode(), b"h:99999"]
+
+
+def test_server_answers_bad_hosts_with_a_clean_400(server: Server) -> None:
+    body = b'{"email": "a@example.com", "password": "x"}'
+    for host in BAD_HOSTS:
+        for start in (b"GET / ", b"GET /static/style.css ", b"GET /nope ", b"POST /login "):
+            answer = raw_exchange(
+                server,
+                start + b"HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n"
+                b"Content-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body,
+            )
+            head, _, content = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 400"), (host, start, head)
+            assert json.loads(content) == {"message": "Bad request"}
+    with httpx.Client(base_url=server.url, timeout=20) as http:
+        assert http.get("/healthz").status_code == 200
+    assert "Traceback" not in server.log()
+
+
+def test_server_sends_hostile_next_targets_somewhere_safe(server: Server) -> None:
+    account = {"name": "Nex", "email": "next@example.com", "password": "correct horse battery"}
+    browser = {"Accept": "text/html"}
+    with httpx.Client(base_url=server.url, timeout=20) as http:
+        assert http.post("/signup", json=account).status_code == 201
+        login = {"email": account["email"], "password": account["password"], "next": "/a\x0cb"}
+        answer = http.post("/login", data=login, headers=browser)
+        assert answer.status_code == 302 and answer.headers["Location"] == "/dashboard"
+        targets = {"/a\x1bb": "/dashboard", "/a\x7fb": "/dashboard", "/ok/path?x=1": "/ok/path?x=1"}
+        for target, location in targets.items():
+            answer = http.post("/token/refresh", data={"next": target}, headers=browser)
+            assert answer.status_code == 302 and answer.headers["Location"] == location, target
+        assert http.post("/token/refresh").status_code == 200, "the family lives"
+        page = http.get("/login", params={"next": "/a\x0cb"}, headers=browser)
+        assert 'name="next" value=""' in page.text
+    assert "Traceback" not in server.log()
+
+
 # Slow clients -----------------------------------------------------------------------------
 
 

@@ -25,9 +25,19 @@ NOT_SET_UP = "mail is not set up on this server (MAIL_URL is unset)"  # mid-sent
 SIGNUP_EMAIL = "signup_email"  # the session key that carries the address from signup to login
 
 
+# Fields a person does not type (a mailed link's token): the summary gives the reason itself.
+UNTYPED_FIELDS = frozenset({"token"})
+
+
 def form_summary(errors: dict[str, str]) -> str:
-    """The sentence above a form that says which fields to correct."""
-    nouns = [FIELD_NOUNS.get(field, f"the {field.replace('_', ' ')}") for field in errors]
+    """The sentences above a form that say what to correct."""
+    untyped = [as_sentence(errors[field]) for field in errors if field in UNTYPED_FIELDS]
+    typed = [field for field in errors if field not in UNTYPED_FIELDS]
+    return " ".join([*untyped, *([_fields_to_check(typed)] if typed else [])])
+
+
+def _fields_to_check(fields: list[str]) -> str:
+    nouns = [FIELD_NOUNS.get(field, f"the {field.replace('_', ' ')}") for field in fields]
     if len(nouns) == 1:
         return f"Please check {nouns[0]} below."
     listed = ", ".join(nouns[:-1]) + f" and {nouns[-1]}"

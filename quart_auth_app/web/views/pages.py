@@ -53,7 +53,9 @@ async def login() -> ResponseReturnValue:
     address = caller_address()
     app_services = services()
     await app_services.throttle.attempt("login", address)
-    body = await form_input(LoginIn, "login.html", next=next_param() or "")
+    body = await form_input(LoginIn, "login.html")
+    # The redirect exists before the session does: nothing about it can fail once it is started.
+    response = redirect(safe_next(next_param())) if wants_redirect() else None
     try:
         pair = await app_services.accounts.login(
             request_db(), body.email, body.password, address, request.headers.get("User-Agent")
@@ -61,11 +63,10 @@ async def login() -> ResponseReturnValue:
     except EmailNotVerified:
         # People are told where the link went; the API keeps the message of SPEC §6.
         raise EmailNotVerified(feedback.not_verified() if wants_html() else None) from None
-    if wants_redirect():
-        response = redirect(safe_next(next_param()))
-        set_auth_cookies(response, pair)
-        return response
-    return jsonify(pair.as_json())
+    if response is None:
+        return jsonify(pair.as_json())
+    set_auth_cookies(response, pair)
+    return response
 
 
 @blueprint.get("/dashboard")

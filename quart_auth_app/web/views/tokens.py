@@ -34,6 +34,8 @@ async def refresh() -> ResponseReturnValue:
     state().protected = True  # a browser whose refresh fails goes back to the login page
     if not token:
         raise TokenMissing()
+    # The response exists before the token is used up: nothing about it can fail afterwards.
+    redirect_to = redirect(safe_next(next_param())) if wants_html() else None
     try:
         rotated = await services().sessions.rotate(request_db(), token)
     except RefreshRaced:
@@ -43,9 +45,9 @@ async def refresh() -> ResponseReturnValue:
             clear_cookies_after_request()
         raise
     response: ResponseType = (
-        redirect(safe_next(next_param())) if wants_html() else jsonify(rotated.tokens.as_json())
+        jsonify(rotated.tokens.as_json()) if redirect_to is None else redirect_to
     )
-    if from_cookie or wants_html():
+    if from_cookie or redirect_to is not None:
         set_auth_cookies(response, rotated.tokens)
     return cast(ResponseReturnValue, response)
 
