@@ -20,7 +20,7 @@ import threading
 import time
 import tomllib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from quart_auth_app.cli import build_parser
 from quart_auth_app.models import Base
 from quart_auth_app.serve import HYPERCORN_SETTINGS
 from quart_auth_app.testing import DEFAULT_PASSWORD
@@ -121,13 +122,50 @@ def new_email() -> str:
     return f"s-{uuid.uuid4().hex[:10]}@example.com"
 
 
-def wait_for(condition: object, timeout: float, what: str) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if callable(condition) and condition():
+        if condition():
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+# The command line -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bind", "expected"),
+    [
+        ("10.0.0.5:8000", ("10.0.0.5", 8000)),
+        ("[::]:8080", ("::", 8080)),
+        ("127.0.0.1:0", ("127.0.0.1", 0)),
+    ],
+)
+def test_bind_takes_an_address_and_a_port(bind: str, expected: tuple[str, int]) -> None:
+    args = build_parser().parse_args(["serve", "--bind", bind])
+    assert args.bind == expected
+    assert (args.server, args.graceful_timeout, args.access_log) == ("granian", 10, True)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--bind", "localhost:8000"],  # a name: granian binds addresses only
+        ["--bind", "10.0.0.5"],
+        ["--bind", "10.0.0.5:70000"],
+        ["--workers", "0"],
+        ["--graceful-timeout", "0"],
+        ["--server", "nope"],
+    ],
+)
+def test_bad_arguments_are_refused_with_status_2(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        build_parser().parse_args(["serve", *argv])
+    assert stopped.value.code == 2
+    assert "error: argument" in capsys.readouterr().err
 
 
 # A configuration error: one line, exit 2, no worker ----------------------------------------
