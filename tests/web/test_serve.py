@@ -33,7 +33,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from quart_auth_app.cli import build_parser
 from quart_auth_app.models import Base
-from quart_auth_app.serve import HYPERCORN_SETTINGS
+from quart_auth_app.serve import (
+    DEFAULT_GRACEFUL_TIMEOUT,
+    HYPERCORN_ACCESS_FORMAT,
+    HYPERCORN_SETTINGS,
+)
 from quart_auth_app.testing import DEFAULT_PASSWORD
 
 from ..conftest import TEST_DATABASE_URL, bearer
@@ -439,6 +443,8 @@ def test_serve_gives_hypercorn_the_limits_of_hypercorn_toml() -> None:
     with HYPERCORN_TOML.open("rb") as handle:
         shipped = tomllib.load(handle)
     assert {name: shipped[name] for name in HYPERCORN_SETTINGS} == HYPERCORN_SETTINGS
+    assert shipped["access_log_format"] == HYPERCORN_ACCESS_FORMAT
+    assert shipped["graceful_timeout"] == DEFAULT_GRACEFUL_TIMEOUT
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
