@@ -1,7 +1,8 @@
-"""Benchmark quart_auth_app under hypercorn with wrk, and check the six targets of issue 9.
+"""Benchmark quart_auth_app under hypercorn (or granian) with wrk; check the six targets of issue 9.
 
     .venv/bin/python bench/run.py            # full run: 3 rounds x 10 s, c = 16, 64, 256
     .venv/bin/python bench/run.py --quick    # one short round, to try things
+    .venv/bin/python bench/run.py --server granian   # the same under `quart-auth-app serve`
 
 Servers run pinned to one CPU (taskset, when available), wrk on another. Every figure is the
 median of alternating rounds; ratios are taken inside one round, so a noisy machine shifts the
@@ -98,6 +99,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=BENCH / "results" / "latest.json")
     parser.add_argument("--chart", type=Path, default=BENCH / "results" / "latest.png")
     parser.add_argument("--worker-class", default="", help="override hypercorn.toml's loop")
+    parser.add_argument("--server", choices=["hypercorn", "granian"], default="hypercorn",
+                        help="granian: the app under `quart-auth-app serve`, the bare route "
+                        "under granian alike")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="leave servers up (for py-spy)")
     parser.add_argument("--plain", action="store_true",
                         help="ACCELERATIONS=false: the app (and the ceiling) without speed/")  # fmt: skip
@@ -437,24 +441,35 @@ def say(message: str) -> None:
     print(f"[{datetime.now():%H:%M:%S}] {message}", flush=True)
 
 
-def start_all(bench: Bench) -> None:
-    args, work, env = bench.args, bench.work, bench.env
+def server_commands(args: argparse.Namespace) -> tuple[list[str], list[str], list[str]]:
+    """The bare route on one worker, the app on one worker, the app on the shipped workers."""
+    if args.server == "granian":
+        serve = [str(Path(sys.executable).with_name("quart-auth-app")), "serve",
+                 "--bind", "127.0.0.1:{port}"]  # fmt: skip
+        # The bare route under granian as `serve` configures it (HTTP/1, access log on).
+        bare = [sys.executable, "-m", "granian", "--interface", "asgi", "--http", "1",
+                "--host", "127.0.0.1", "--port", "{port}", "--access-log", "bare_app:app"]  # fmt: skip
+        return bare, [*serve, "--workers", "1"], [*serve, "--workers", str(shipped_workers())]
     hypercorn = [sys.executable, "-m", "hypercorn", "--config", str(ROOT / "hypercorn.toml"),
                  "--bind", "127.0.0.1:{port}"]  # fmt: skip
     if args.worker_class:
         hypercorn += ["--worker-class", args.worker_class]
     one = [*hypercorn, "--workers", "1"]
+    return [*one, "bare_app:app"], [*one, "quart_auth_app:app"], [*hypercorn, "quart_auth_app:app"]
+
+
+def start_all(bench: Bench) -> None:
+    args, work, env = bench.args, bench.work, bench.env
+    bare, app, machine = server_commands(args)
     bench.servers["bare"] = start_server(
-        "bare", pinned(args.server_cpu, [*one, "bare_app:app"]), env, BENCH, work, "/bare"
+        "bare", pinned(args.server_cpu, bare), env, BENCH, work, "/bare"
     )
     bench.servers["app"] = start_server(
-        "app", pinned(args.server_cpu, [*one, "quart_auth_app:app"]), env, ROOT, work, "/healthz"
+        "app", pinned(args.server_cpu, app), env, ROOT, work, "/healthz"
     )
     if args.skip_tutorial:
         return
-    bench.servers["machine"] = start_server(
-        "machine", [*hypercorn, "quart_auth_app:app"], env, ROOT, work, "/healthz"
-    )
+    bench.servers["machine"] = start_server("machine", machine, env, ROOT, work, "/healthz")
     tutorial_python = TUTORIAL_VENV / "bin" / "python"
     if not tutorial_python.exists():
         raise SystemExit(
@@ -608,7 +623,7 @@ def draw_chart(summary: dict[str, Any], path: Path, note: str) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("concurrent connections (wrk)")
     ax.set_ylabel("requests per second (median)")
-    ax.set_title(f"quart_auth_app, one hypercorn worker on one CPU\n{note}", fontsize=9)
+    ax.set_title(f"quart_auth_app, one worker on one CPU\n{note}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -676,7 +691,7 @@ def main() -> None:
             logins = bench.results[f"login@{args.login_concurrency}"]
             ratio = median([x["ratio_to_argon2"] for x in logins])
             summary["argon2_table"] = argon2_table(bench, ratio)
-    note = (f"{stamp}, {args.rounds} round(s) x {args.duration:.0f} s, "
+    note = (f"{stamp}, {args.server}, {args.rounds} round(s) x {args.duration:.0f} s, "
             f"server on CPU {args.server_cpu}, wrk on CPU {args.client_cpu}")  # fmt: skip
     print_summary(summary)
     output = {"when": stamp, "conditions": note, "args": {k: str(v) for k, v in vars(args).items()},

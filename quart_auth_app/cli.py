@@ -1,10 +1,11 @@
-"""The `quart-auth-app` console script: db upgrade, create-user, import-flask-db (SPEC §8)."""
+"""The `quart-auth-app` console script: serve, db upgrade, create-user, import-flask-db (SPEC §8)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import getpass
+import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from importlib import metadata
@@ -27,12 +28,25 @@ from .migrate import (
 )
 from .models import User
 from .rules import check_email, check_name, check_new_password
+from .serve import (
+    DEFAULT_BIND,
+    DEFAULT_GRACEFUL_TIMEOUT,
+    DEFAULT_SERVER,
+    SERVERS,
+    BadBind,
+    ServeOptions,
+    graceful_seconds,
+    parse_bind,
+    serve,
+)
 from .services import password_hasher
 from .users import create_user, mark_verified
 
 T = TypeVar("T")
 PROG = "quart-auth-app"
 Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
+# A command that runs outside asyncio: `serve` forks workers, which must not inherit a loop.
+BlockingCommand = Callable[[Settings, argparse.Namespace], int]
 
 
 class CommandFailed(Exception):
@@ -48,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_serve(commands)
     _add_db(commands)
     _add_create_user(commands)
     _add_import(commands)
@@ -59,6 +74,77 @@ def _version() -> str:
         return metadata.version("quart_auth_app")
     except metadata.PackageNotFoundError:  # a source tree that was never installed
         return "unknown"
+
+
+def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    server = commands.add_parser(
+        "serve",
+        help="run the production server (several workers; a dead worker is replaced)",
+        description="Serve the app built from the environment. The settings are checked once "
+        "first: a configuration error is one line and exit status 2. Under the default server "
+        "(granian) a worker that dies is replaced while the others serve, and SIGTERM lets "
+        "every in-flight request finish (up to --graceful-timeout) before exiting 0. "
+        "--server hypercorn runs hypercorn's own master instead (see docs/deployment.md).",
+    )
+    server.add_argument(
+        "--bind",
+        type=_bind_argument,
+        default=parse_bind(DEFAULT_BIND),
+        metavar="HOST:PORT",
+        help=f"address to listen on (default {DEFAULT_BIND}; [::]:8000 for IPv6)",
+    )
+    server.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="worker processes (default: the number of CPUs)",
+    )
+    server.add_argument(
+        "--server",
+        choices=sorted(SERVERS),
+        default=DEFAULT_SERVER,
+        help=f"the ASGI server (default {DEFAULT_SERVER})",
+    )
+    server.add_argument(
+        "--graceful-timeout",
+        type=_graceful_argument,
+        default=DEFAULT_GRACEFUL_TIMEOUT,
+        metavar="SECONDS",
+        help="how long in-flight requests may take to finish after SIGTERM "
+        f"(default {DEFAULT_GRACEFUL_TIMEOUT})",
+    )
+    server.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one log line per request (default: on)",
+    )
+    server.set_defaults(run_blocking=run_serve)
+
+
+def _bind_argument(value: str) -> tuple[str, int]:
+    try:
+        return parse_bind(value)
+    except BadBind as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value!r}")
+    return number
+
+
+def _graceful_argument(value: str) -> int:
+    try:
+        return graceful_seconds(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{value!r}: {error}") from None
 
 
 def _add_db(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -105,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         _fail(f"configuration error: {error}")
         return 2
+    blocking: BlockingCommand | None = getattr(args, "run_blocking", None)
+    if blocking is not None:
+        return blocking(settings, args)
     command: Command = args.run
     ask: Callable[[argparse.Namespace], None] | None = getattr(args, "ask", None)
     try:
@@ -123,6 +212,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _fail(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr)
+
+
+def run_serve(_settings: Settings, args: argparse.Namespace) -> int:
+    """`serve`: build the app once here, then hand over to the server's master.
+
+    Importing `asgi` builds the app as a worker would (keys included) and ends the process with
+    one line and status 2 on a configuration error, before any worker exists.
+    """
+    from . import asgi  # noqa: F401
+
+    host, port = args.bind
+    options = ServeOptions(
+        host=host,
+        port=port,
+        workers=args.workers,
+        server=args.server,
+        graceful_timeout=args.graceful_timeout,
+        access_log=args.access_log,
+    )
+    return serve(options)
 
 
 async def run_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:

@@ -1,9 +1,12 @@
-"""Real server processes for tests: hypercorn on a free loopback port, with its own environment.
+"""Real server processes for tests: hypercorn, or `quart-auth-app serve`, on a free loopback port,
+with its own environment.
 
 Usage::
 
     with running_server({"DATABASE_URL": url, "INSTANCE_PATH": str(tmp_path)}) as server:
         httpx.get(server.url + "/healthz")
+    with running_serve(env, workers=2) as server:  # the README's production command
+        ...
 
 The child's environment is the test runner's minus every setting of the app (so the
 `SECRET_KEY`/`INSTANCE_PATH` that conftest puts in `os.environ` do not leak in), plus `env`.
@@ -37,6 +40,10 @@ FAST_HASHING = {"ARGON2_MEMORY_COST": "8192", "ARGON2_TIME_COST": "1"}
 # The worker's pid in every access-log line, so tests can tell which worker answered.
 ACCESS_LOG_FORMAT = "access pid=%(p)s status=%(s)s %(r)s"
 ACCESS_PID = re.compile(r"access pid=<(\d+)>")
+SERVE_SCRIPT = Path(sys.executable).with_name("quart-auth-app")
+# The line each server logs once per worker when that worker serves.
+READY_LINES = {"granian": "[INFO] Started worker-", "hypercorn": "[INFO] Running on "}
+GRANIAN_SPAWN = re.compile(r"Spawning worker-(\d+) with PID: (\d+)")
 
 
 class ServerFailed(RuntimeError):
@@ -51,6 +58,7 @@ class Server:
     url: str
     log_path: Path
     env: dict[str, str] = field(repr=False)
+    ready_line: str = READY_LINES["hypercorn"]
 
     def log(self) -> str:
         """Everything the server printed so far (stdout and stderr together)."""
@@ -61,8 +69,16 @@ class Server:
         return set(ACCESS_PID.findall(self.log()))
 
     def workers_running(self) -> int:
-        """How many workers have said they are serving."""
-        return self.log().count("[INFO] Running on ")
+        """How many workers have said they are serving (replacements count too)."""
+        return self.log().count(self.ready_line)
+
+    def granian_workers(self) -> dict[int, int]:
+        """Under granian: each worker's number and the pid it was last spawned with."""
+        return {int(number): int(pid) for number, pid in GRANIAN_SPAWN.findall(self.log())}
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
 
     def alive(self) -> bool:
         """Whether the main process is still running."""
@@ -111,9 +127,6 @@ def start_server(
     needs is down).
     """
     port = port or free_port()
-    handle, name = tempfile.mkstemp(prefix="qaa-server-", suffix=".log")
-    log_path = Path(name)
-    os.close(handle)
     command = [
         sys.executable,
         "-m",
@@ -128,6 +141,48 @@ def start_server(
         *extra_args,
         "quart_auth_app:app",
     ]
+    expected = workers if workers is not None else configured_workers(config)
+    return _launch(
+        command, env, port, READY_LINES["hypercorn"], max(1, expected), timeout, ready_status
+    )
+
+
+def start_serve(
+    env: Mapping[str, str],
+    *,
+    workers: int = 2,
+    server: str | None = None,
+    extra_args: Sequence[str] = (),
+    timeout: float = 60,
+) -> Server:
+    """Start `quart-auth-app serve` (granian unless `server` names another); wait until it serves."""
+    port = free_port()
+    command = [
+        str(SERVE_SCRIPT),
+        "serve",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        *(["--server", server] if server else []),
+        *extra_args,
+    ]
+    ready_line = READY_LINES[server or "granian"]
+    return _launch(command, env, port, ready_line, workers, timeout)
+
+
+def _launch(
+    command: Sequence[str],
+    env: Mapping[str, str],
+    port: int,
+    ready_line: str,
+    workers: int,
+    timeout: float,
+    ready_status: int = 200,
+) -> Server:
+    handle, name = tempfile.mkstemp(prefix="qaa-server-", suffix=".log")
+    log_path = Path(name)
+    os.close(handle)
     full_env = child_environment(env)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
@@ -138,10 +193,9 @@ def start_server(
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: a hard kill takes the workers too
         )
-    server = Server(process, f"http://127.0.0.1:{port}", log_path, full_env)
-    expected = workers if workers is not None else configured_workers(config)
+    server = Server(process, f"http://127.0.0.1:{port}", log_path, full_env, ready_line)
     try:
-        wait_until_healthy(server, max(1, expected), timeout, ready_status)
+        wait_until_healthy(server, workers, timeout, ready_status)
     except ServerFailed:
         server.stop()
         raise
@@ -190,6 +244,25 @@ def running_server(
     server = start_server(
         env, workers=workers, extra_args=extra_args, port=port, ready_status=ready_status
     )
+    with _cleaned_up(server):
+        yield server
+
+
+@contextmanager
+def running_serve(
+    env: Mapping[str, str],
+    *,
+    workers: int = 2,
+    server: str | None = None,
+    extra_args: Sequence[str] = (),
+) -> Iterator[Server]:
+    """`quart-auth-app serve` for the duration of a `with` block, as `running_server`."""
+    with _cleaned_up(start_serve(env, workers=workers, server=server, extra_args=extra_args)) as s:
+        yield s
+
+
+@contextmanager
+def _cleaned_up(server: Server) -> Iterator[Server]:
     try:
         yield server
     except BaseException:

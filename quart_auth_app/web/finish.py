@@ -1,7 +1,7 @@
 """An ASGI middleware: every HTTP request runs to its end, whether or not its client stays.
 
 When a client disconnects, Quart (on the ASGI `http.disconnect` message) and hypercorn (when it
-tears the connection down) cancel its request. Cancelled inside a database call,
+tears the connection down) cancel its request; granian only sends the message. Cancelled inside a database call,
 SQLAlchemy gives up the aiosqlite connection without closing it, and the SQLite write lock its
 transaction holds stays taken until the garbage collector finds the connection (an idle worker
 kept the lock for minutes after a load test stopped mid-refresh, and every write elsewhere
