@@ -24,13 +24,17 @@ class _AppFromEnvironment:
     `__getattr__`), so a stand-in has to be there.
     """
 
-    def _app(self) -> Quart:
-        from .asgi import app
+    _built: Quart | None = None
 
-        return app
+    def _app(self) -> Quart:
+        if self._built is None:
+            from .asgi import app
+
+            self._built = app
+        return self._built
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self._app()(scope, receive, send)
+        await (self._built or self._app())(scope, receive, send)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._app(), name)
