@@ -19,6 +19,7 @@ from typing import Any, Protocol, cast
 from sqlalchemy import Row, Table, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from .config import DEFAULT_DATABASE_TIMEOUT
 from .db import sqlite_file
 from .errors import RefreshRaced, TokenInvalid
 from .models import LoginSession, RefreshToken, User, utcnow
@@ -78,6 +79,25 @@ class SessionStore(Protocol):
     async def close(self) -> None: ...
 
 
+class WriteTurn:
+    """One session write at a time, in arrival order; waiting past `timeout` is a stalled store.
+
+    Without the bound, writes queued behind a stalled one would each wait their turn and then
+    their own timeout: the last of them for minutes. TimeoutError is a 503 (faults.py).
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> None:
+        async with asyncio.timeout(self.timeout):
+            await self._lock.acquire()
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._lock.release()
+
+
 class EngineStore:
     """Any backend, through SQLAlchemy's public API: a pooled connection per call.
 
@@ -86,10 +106,10 @@ class EngineStore:
     load some writers starved for seconds while others came and went.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, timeout: float = DEFAULT_DATABASE_TIMEOUT) -> None:
         self.engine = engine
         self._turn: contextlib.AbstractAsyncContextManager[Any] = (
-            asyncio.Lock() if sqlite_file(engine) else contextlib.nullcontext()
+            WriteTurn(timeout) if sqlite_file(engine) else contextlib.nullcontext()
         )
 
     async def live_user(self, session_id: str, public_id: str) -> User | None:
