@@ -19,6 +19,7 @@ MIN_SECRET_BYTES = 32
 MAX_LEEWAY_SECONDS = 30
 ASYMMETRIC_ALGORITHMS = ("RS256", "ES256", "EdDSA")
 ALGORITHMS = ("HS256", *ASYMMETRIC_ALGORITHMS)
+DEFAULT_DATABASE_TIMEOUT = 5
 
 CookieSecure = Literal["true", "false", "auto"]
 
@@ -66,6 +67,8 @@ class Settings:
     public_url: str | None = None
     allowed_hosts: tuple[HostPattern, ...] = ()
     database_pool_size: int = 10
+    # Seconds a request waits for the database (connect, pool, statement, SQLite's lock) before 503.
+    database_timeout: int = DEFAULT_DATABASE_TIMEOUT
     database_statement_cache_size: int = 100
     max_body_bytes: int = 65_536
     # speed/'s accelerations; false runs the plain core (same behaviour, slower).
@@ -253,6 +256,7 @@ PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "PUBLIC_URL": ("public_url", _public_url),
     "ALLOWED_HOSTS": ("allowed_hosts", _allowed_hosts),
     "DATABASE_POOL_SIZE": ("database_pool_size", _integer(1, 1000)),
+    "DATABASE_TIMEOUT": ("database_timeout", _integer(1, 60)),
     "DATABASE_STATEMENT_CACHE_SIZE": ("database_statement_cache_size", _integer(0)),
     "ACCELERATIONS": ("accelerations", _boolean),
 }

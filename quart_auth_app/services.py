@@ -78,10 +78,10 @@ def _session_store(settings: Settings, engine: AsyncEngine) -> SessionStore:
     if settings.accelerations:
         from . import speed
 
-        accelerated = speed.session_store(engine)
+        accelerated = speed.session_store(engine, settings.database_timeout)
         if accelerated is not None:
             return accelerated
-    return EngineStore(engine)
+    return EngineStore(engine, settings.database_timeout)
 
 
 def open_services(settings: Settings, keys: KeySet | None = None) -> Services:

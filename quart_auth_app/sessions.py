@@ -19,6 +19,7 @@ from typing import Any, Protocol, cast
 from sqlalchemy import Row, Table, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from .config import DEFAULT_DATABASE_TIMEOUT
 from .db import sqlite_file
 from .errors import RefreshRaced, TokenInvalid
 from .models import LoginSession, RefreshToken, User, utcnow
@@ -78,6 +79,25 @@ class SessionStore(Protocol):
     async def close(self) -> None: ...
 
 
+class WriteTurn:
+    """One session write at a time, in arrival order; waiting past `timeout` is a stalled store.
+
+    Without the bound, writes queued behind a stalled one would each wait their turn and then
+    their own timeout: the last of them for minutes. TimeoutError is a 503 (faults.py).
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> None:
+        async with asyncio.timeout(self.timeout):
+            await self._lock.acquire()
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._lock.release()
+
+
 class EngineStore:
     """Any backend, through SQLAlchemy's public API: a pooled connection per call.
 
@@ -86,10 +106,10 @@ class EngineStore:
     load some writers starved for seconds while others came and went.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, timeout: float = DEFAULT_DATABASE_TIMEOUT) -> None:
         self.engine = engine
         self._turn: contextlib.AbstractAsyncContextManager[Any] = (
-            asyncio.Lock() if sqlite_file(engine) else contextlib.nullcontext()
+            WriteTurn(timeout) if sqlite_file(engine) else contextlib.nullcontext()
         )
 
     async def live_user(self, session_id: str, public_id: str) -> User | None:
@@ -190,7 +210,7 @@ class SessionService:
         )
         if won.rowcount != 1:
             await self._refused_replay(db, digest, claims.session_id, now)
-        user = await self._live_user(claims, conn)
+        user = await self._live_user(claims)
         if user is None:
             await db.rollback()
             raise TokenInvalid()
@@ -295,15 +315,14 @@ class SessionService:
         # Inside the grace window (two tabs racing) the family lives on; callers may keep cookies.
         raise RefreshRaced() if used_at is not None else TokenInvalid()
 
-    async def _live_user(self, claims: Claims, conn: AsyncConnection | None = None) -> User | None:
+    async def _live_user(self, claims: Claims) -> User | None:
         """The claims' user if their session is live (not revoked, not ended), else None.
 
-        A rotation reads on its own transaction's connection; the access check asks the store.
+        The access check and the rotation both ask the store: it reads the committed state, so
+        a logout committed anywhere is seen, and on an SQLite file it is the batched reader.
         """
         if await self.revocations.is_revoked(claims.session_id):
             return None
-        if conn is not None:
-            return await read_live_user(conn, claims.session_id, claims.public_id)
         return await self.store.live_user(claims.session_id, claims.public_id)
 
     def _pair(self, public_id: str, session_id: str) -> tuple[TokenPair, dict[str, Any]]:

@@ -16,14 +16,17 @@ from ..passwords import SchemeFactory
 from ..sessions import SessionStore
 
 
-def session_store(engine: AsyncEngine) -> SessionStore | None:
-    """The accelerated session store for the engine's backend, if there is one (SQLite files)."""
+def session_store(engine: AsyncEngine, timeout: float) -> SessionStore | None:
+    """The accelerated session store for the engine's backend, if there is one (SQLite files).
+
+    `timeout` bounds its waits for the database (DATABASE_TIMEOUT).
+    """
     path = sqlite_file(engine)
     if path is None:
         return None
     from .sqlite_store import SqliteStore
 
-    return SqliteStore(engine, path)
+    return SqliteStore(engine, path, timeout)
 
 
 def hash_scheme() -> SchemeFactory:

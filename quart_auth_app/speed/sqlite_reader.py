@@ -19,6 +19,7 @@ from sqlalchemy import and_, bindparam, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnClause
 
+from ..config import DEFAULT_DATABASE_TIMEOUT
 from ..models import LoginSession, User
 from ..sessions import USER_COLUMNS, USER_SELECT
 from .sqlite_thread import SqliteThread, compiled_sql
@@ -52,14 +53,18 @@ def _fetch(conn: sqlite3.Connection, sql: str, parameters: list[Any]) -> list[An
 class BatchedReader:
     """Answers live-session checks in batches on one read-only connection (WAL: never blocked)."""
 
-    def __init__(self, engine: AsyncEngine, path: str) -> None:
+    def __init__(
+        self, engine: AsyncEngine, path: str, busy_timeout: float = DEFAULT_DATABASE_TIMEOUT
+    ) -> None:
         dialect = engine.dialect
         self.sql, self.order = compiled_sql(LIVE_USERS, engine)
         self.processors: list[Callable[[Any], Any] | None] = [
             column.type.dialect_impl(dialect).result_processor(dialect, None)
             for column in USER_SELECT
         ]
-        self.thread = SqliteThread(path, read_only=True, name="sqlite-reader")
+        self.thread = SqliteThread(
+            path, read_only=True, name="sqlite-reader", busy_timeout=busy_timeout
+        )
         self._waiting: Batch = []
         self._reading: asyncio.Task[None] | None = None
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..config import DEFAULT_DATABASE_TIMEOUT
 from ..models import User
-from ..sessions import LOGIN_SESSIONS, REFRESH_TOKENS, DbRow
+from ..sessions import LOGIN_SESSIONS, REFRESH_TOKENS, DbRow, WriteTurn
 from .sqlite_reader import BatchedReader
 from .sqlite_writer import LoginWriter
 
@@ -17,11 +17,13 @@ from .sqlite_writer import LoginWriter
 class SqliteStore:
     """sessions.SessionStore for an SQLite file, as EngineStore but with fewer hops."""
 
-    def __init__(self, engine: AsyncEngine, path: str) -> None:
-        self.reader = BatchedReader(engine, path)
-        self.writer = LoginWriter(engine, path, LOGIN_SESSIONS, REFRESH_TOKENS)
+    def __init__(
+        self, engine: AsyncEngine, path: str, timeout: float = DEFAULT_DATABASE_TIMEOUT
+    ) -> None:
+        self.reader = BatchedReader(engine, path, timeout)
+        self.writer = LoginWriter(engine, path, LOGIN_SESSIONS, REFRESH_TOKENS, timeout)
         # The worker's session writes take one turn, as in EngineStore (see there why).
-        self._turn = asyncio.Lock()
+        self._turn = WriteTurn(timeout)
 
     async def live_user(self, session_id: str, public_id: str) -> User | None:
         return await self.reader.live_user(session_id, public_id)

@@ -12,7 +12,9 @@ from typing import Any, TypeVar
 from sqlalchemy import Insert, Select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..config import DEFAULT_DATABASE_TIMEOUT
 from ..db import open_sqlite
+from ..faults import drops_connection
 
 R = TypeVar("R")
 
@@ -28,11 +30,24 @@ def compiled_sql(statement: Select[Any] | Insert, engine: AsyncEngine) -> tuple[
 
 
 class SqliteThread:
-    """Runs functions of the connection on its own thread; opened there on first use."""
+    """Runs functions of the connection on its own thread; opened there on first use.
 
-    def __init__(self, path: str, *, read_only: bool, name: str) -> None:
+    A store failure that may have spoilt the connection (read-only file, I/O error; faults.py)
+    closes it and the next call opens a fresh one: a connection opened while the file was
+    read-only would stay read-only.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        read_only: bool,
+        name: str,
+        busy_timeout: float = DEFAULT_DATABASE_TIMEOUT,
+    ) -> None:
         self.path = path
         self.read_only = read_only
+        self.busy_timeout = busy_timeout
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._conn: sqlite3.Connection | None = None  # used on the thread only
 
@@ -48,8 +63,15 @@ class SqliteThread:
     def _call(self, work: Callable[..., R], *args: Any) -> R:
         if self._conn is None:
             # Opened on first use, when the schema (and the database file) exist.
-            self._conn = open_sqlite(self.path, read_only=self.read_only)
-        return work(self._conn, *args)
+            self._conn = open_sqlite(
+                self.path, read_only=self.read_only, busy_timeout=self.busy_timeout
+            )
+        try:
+            return work(self._conn, *args)
+        except sqlite3.Error as error:
+            if drops_connection(error):
+                self._close()
+            raise
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Column, Table, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..config import DEFAULT_DATABASE_TIMEOUT
 from .sqlite_thread import SqliteThread, compiled_sql
 
 Row = Mapping[str, Any]
@@ -67,10 +68,19 @@ def _write(conn: sqlite3.Connection, statements: list[tuple[str, list[Any]]]) ->
 class LoginWriter:
     """Inserts a login session and its refresh token in one short write transaction."""
 
-    def __init__(self, engine: AsyncEngine, path: str, sessions: Table, tokens: Table) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        path: str,
+        sessions: Table,
+        tokens: Table,
+        busy_timeout: float = DEFAULT_DATABASE_TIMEOUT,
+    ) -> None:
         self.session_insert = InsertStatement(sessions, engine)
         self.token_insert = InsertStatement(tokens, engine)
-        self.thread = SqliteThread(path, read_only=False, name="sqlite-writer")
+        self.thread = SqliteThread(
+            path, read_only=False, name="sqlite-writer", busy_timeout=busy_timeout
+        )
 
     async def insert(self, session: Row, token: Row) -> None:
         """Store both rows, or neither (a started transaction is never cut short)."""

@@ -8,7 +8,7 @@ from typing import Any, cast
 from urllib.parse import quote
 
 from quart import Quart, Response, jsonify, redirect, render_template, request
-from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
@@ -24,6 +24,7 @@ from ..errors import (
     Throttled,
     TokenMissing,
 )
+from ..faults import describe, is_store_failure
 from ..migrate import UPGRADE_HINT, missing_schema
 from .forms import local_path, next_param
 from .http import wants_html
@@ -144,6 +145,10 @@ def register_error_handlers(app: Quart) -> None:
         message = error.message
         if isinstance(error, Throttled) and wants_html():
             message = f"Too many attempts. {retry_hint(error.retry_after)}"
+        if isinstance(error, ServiceUnavailable):
+            # Which store failed is for the operator; every client reads SPEC §9's one sentence.
+            log.error("%s: %s", error.message, describe(error.__cause__))
+            message = ServiceUnavailable.message
         status = status_of(error)
         response = await render_error(status, message, error.errors)
         if response.status_code == status:
@@ -159,28 +164,24 @@ def register_error_handlers(app: Quart) -> None:
             response.headers["Allow"] = ", ".join(allowed)
         return response
 
-    @app.errorhandler(OperationalError)
-    @app.errorhandler(sqlite3.OperationalError)  # speed/'s own SQLite connections
-    @app.errorhandler(InterfaceError)
-    @app.errorhandler(PoolTimeout)
-    @app.errorhandler(OSError)
-    async def store_unreachable(error: Exception) -> Response:
-        # The database (which also holds revocations) is down: fail closed with 503, not 500.
-        if missing_schema(error):
-            return await schema_behind(error)
-        log.error("storage unreachable: %s", type(error).__name__)
-        return await unavailable()
-
-    @app.errorhandler(ProgrammingError)
-    async def programming_error(error: ProgrammingError) -> Response:
-        if missing_schema(error):
-            return await schema_behind(error)
-        return await unexpected(error)
-
     @app.errorhandler(Exception)
     async def unexpected(error: Exception) -> Response:
         log.exception("unhandled error", exc_info=error)
         return await render_error(500, "Internal server error")
+
+    @app.errorhandler(DBAPIError)
+    @app.errorhandler(sqlite3.Error)  # speed/'s own SQLite connections
+    @app.errorhandler(PoolTimeout)
+    @app.errorhandler(DisconnectionError)
+    @app.errorhandler(OSError)  # refused, reset, and TimeoutError: connect and statement timeouts
+    async def store_error(error: Exception) -> Response:
+        if missing_schema(error):
+            return await schema_behind(error)
+        if not is_store_failure(error):
+            return await unexpected(error)  # a mistake in the code, not the store: 500, logged
+        # The store (which also holds revocations) failed: fail closed with 503, never a 500.
+        log.error("store unavailable: %s", describe(error))
+        return await unavailable()
 
 
 async def unavailable() -> Response:

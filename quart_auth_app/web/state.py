@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from quart import Quart, current_app, g
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..faults import describe, is_store_failure
 from ..models import User
 from ..services import Services
 from ..tokens import Claims
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -78,4 +82,11 @@ def init_app(app: Quart) -> None:
         if session is not None and session.in_transaction():
             # Shielded: a shutdown still cancels requests, and a rollback cut short leaves an
             # SQLite connection holding the write lock.
-            await asyncio.shield(session.close())
+            try:
+                await asyncio.shield(session.close())
+            except Exception as error:
+                if not is_store_failure(error):
+                    raise
+                # The answer is made; a failure here must not turn it into a 500. SQLAlchemy
+                # has dropped the connection (db.py), the next request gets another.
+                log.warning("closing a request's database session: %s", describe(error))

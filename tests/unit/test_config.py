@@ -36,6 +36,7 @@ def test_defaults_match_the_spec(tmp_path: Path) -> None:
     assert settings.jwt_refresh_token_expires == 1_209_600
     assert settings.jwt_refresh_grace_seconds == 10
     assert settings.cookie_secure == "auto"
+    assert settings.database_timeout == 5  # SPEC §9
 
 
 def test_missing_secret_is_generated_once_with_mode_0600(
@@ -97,6 +98,9 @@ def test_short_secret_key_is_refused(tmp_path: Path) -> None:
         ("ALLOWED_HOSTS", "[::1"),
         ("ALLOWED_HOSTS", "[not::an:ip:address:at:all:x]"),
         ("ALLOWED_HOSTS", ", ,"),
+        ("DATABASE_TIMEOUT", "0"),
+        ("DATABASE_TIMEOUT", "61"),
+        ("DATABASE_TIMEOUT", "2.5"),
     ],
 )
 def test_malformed_values_name_their_variable(tmp_path: Path, variable: str, value: str) -> None:

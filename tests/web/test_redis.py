@@ -267,4 +267,5 @@ def test_server_starts_with_unreachable_redis_and_refuses_logins(
     with running_server(env, ready_status=503) as server:
         login = httpx.post(server.url + "/login", json={"email": "a@b.io", "password": "x" * 9})
         assert login.status_code == 503
-        assert login.json() == {"message": "Rate-limit store unavailable"}
+        assert login.json() == {"message": "Service temporarily unavailable"}  # SPEC §9
+        assert "Rate-limit store unavailable" in server.log()  # the operator learns which

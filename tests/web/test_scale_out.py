@@ -21,6 +21,7 @@ import httpx
 import pytest
 from quart.typing import TestClientProtocol as Client
 from redis import Redis
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from quart_auth_app.config import load_settings
@@ -198,7 +199,9 @@ async def test_app_serves_on_postgres_without_statement_cache(
 
 
 @needs_postgres
-async def test_postgres_engine_is_sized_and_pre_pinged(tmp_path: Path) -> None:
+async def test_postgres_engine_is_sized_and_replaces_connections_the_server_closed(
+    tmp_path: Path,
+) -> None:
     assert TEST_DATABASE_URL is not None
     settings = load_settings(
         {},
@@ -206,12 +209,23 @@ async def test_postgres_engine_is_sized_and_pre_pinged(tmp_path: Path) -> None:
             "DATABASE_URL": TEST_DATABASE_URL,
             "INSTANCE_PATH": str(tmp_path),
             "DATABASE_POOL_SIZE": "7",
+            "DATABASE_TIMEOUT": "3",
         },
     )
     engine = create_engine(settings)
     try:
         assert engine.pool.size() == 7  # type: ignore[attr-defined]
-        assert engine.pool._pre_ping  # type: ignore[attr-defined]
+        assert engine.pool.timeout() == 3  # type: ignore[attr-defined]
+        async with engine.connect() as conn:
+            first = await conn.scalar(text("SELECT pg_backend_pid()"))
+        dsn = make_url(TEST_DATABASE_URL).set(drivername="postgresql")
+        killer = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+        try:  # what a server restart or an administrator does to the pooled connection
+            assert await killer.fetchval("SELECT pg_terminate_backend($1)", first)
+        finally:
+            await killer.close()
+        async with engine.connect() as conn:  # checked before use, replaced: no error
+            assert await conn.scalar(text("SELECT pg_backend_pid()")) != first
     finally:
         await engine.dispose()
 
