@@ -39,7 +39,9 @@ class Accounts:
         """A new session for the right password: throttled per address and per (email, address)."""
         await self.throttle.check_failures(email, address)
         try:
-            user = await authenticate(db, self.hasher, email, password)
+            # The store's read, not the session's: no ORM transaction around the slow hash.
+            found = await self.sessions.store.user_by_email(email)
+            user = await authenticate(db, self.hasher, found, password)
         except InvalidCredentials:
             await self.throttle.record_failure(email, address)
             raise

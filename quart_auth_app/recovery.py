@@ -18,11 +18,12 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .errors import InvalidMailToken
+from .lookups import find_by_email
 from .models import MailToken, User, utcnow
 from .passwords import PasswordHasher
 from .throttle import Throttle
 from .tokens import token_digest
-from .users import find_by_email, mark_verified, swap_password_hash
+from .users import mark_verified, swap_password_hash
 
 log = logging.getLogger(__name__)
 

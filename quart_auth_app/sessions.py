@@ -11,17 +11,17 @@ import asyncio
 import contextlib
 import re
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Row, Table, bindparam, delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from .config import DEFAULT_DATABASE_TIMEOUT
 from .db import sqlite_file
 from .errors import RefreshRaced, TokenInvalid
+from .lookups import DbRow, find_by_email, read_live_user
 from .models import LoginSession, RefreshToken, User, utcnow
 from .revocation import RevocationList
 from .tokens import Claims, InvalidToken, TokenService, token_digest
@@ -32,40 +32,17 @@ SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # The tables themselves, for login's Core inserts.
 LOGIN_SESSIONS = cast(Table, LoginSession.__table__)
 REFRESH_TOKENS = cast(Table, RefreshToken.__table__)
-USER_COLUMNS = tuple(prop.key for prop in User.__mapper__.column_attrs)
-USER_SELECT = tuple(prop.columns[0] for prop in User.__mapper__.column_attrs)
-# The one statement that says whether a session is live, and whose user it is.
-LIVE_USER = (
-    select(*USER_SELECT)
-    .join(LoginSession, LoginSession.user_id == User.id)
-    .where(
-        LoginSession.id == bindparam("session_id"),
-        LoginSession.revoked_at.is_(None),
-        User.public_id == bindparam("public_id"),
-    )
-)
-DbRow = Mapping[str, Any]
-
-
-def user_from_row(row: Row[Any]) -> User:
-    """A detached User from a row of the user's columns (only read; writes are UPDATEs)."""
-    return User(**dict(zip(USER_COLUMNS, row, strict=True)))
-
-
-async def read_live_user(
-    db: AsyncConnection | AsyncSession, session_id: str, public_id: str
-) -> User | None:
-    """The user of an unrevoked session, read on the caller's connection or session."""
-    params = {"session_id": session_id, "public_id": public_id}
-    row = (await db.execute(LIVE_USER, params)).first()
-    return None if row is None else user_from_row(row)
 
 
 class SessionStore(Protocol):
-    """Where the access check reads and a login writes: the seam speed/ may fill."""
+    """Where the access check and a login read, and a login writes: the seam speed/ may fill."""
 
     async def live_user(self, session_id: str, public_id: str) -> User | None:
         """The user of an unrevoked session, or None."""
+        ...
+
+    async def user_by_email(self, email: str) -> User | None:
+        """The user a login names (by the email's lookup key), or None."""
         ...
 
     async def insert_login(self, session_row: DbRow, token_row: DbRow) -> None:
@@ -115,6 +92,10 @@ class EngineStore:
     async def live_user(self, session_id: str, public_id: str) -> User | None:
         async with self.engine.connect() as conn:
             return await read_live_user(conn, session_id, public_id)
+
+    async def user_by_email(self, email: str) -> User | None:
+        async with self.engine.connect() as conn:
+            return await find_by_email(conn, email)
 
     async def insert_login(self, session_row: DbRow, token_row: DbRow) -> None:
         async with self._turn, self.engine.begin() as conn:

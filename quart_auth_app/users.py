@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from .errors import EmailTaken, InvalidCredentials
+from .lookups import find_by_email
 from .models import User
 from .passwords import PasswordHasher
 from .rules import email_key
-from .sessions import USER_SELECT, user_from_row
-
-# Core, not the ORM: no unit of work or identity map for a read that every login makes.
-BY_EMAIL = select(*USER_SELECT).where(User.email_key == bindparam("key"))
-
-
-async def find_by_email(db: AsyncSession | AsyncConnection, email: str) -> User | None:
-    """The user whose email has the key of `email`, an address or a key (detached, only read)."""
-    row = (await db.execute(BY_EMAIL, {"key": email_key(email)})).first()
-    return None if row is None else user_from_row(row)
 
 
 async def create_user(
@@ -49,10 +40,12 @@ async def create_user(
     return user
 
 
-async def authenticate(db: AsyncSession, hasher: PasswordHasher, email: str, password: str) -> User:
-    """The user whose email and password match; unknown emails cost one hash too."""
-    user = await find_by_email(db, email)
-    await db.commit()  # end the read before the slow hash
+async def authenticate(
+    db: AsyncSession, hasher: PasswordHasher, found: User | None, password: str
+) -> User:
+    """`found` (the user the login named, or None) if the password matches; unknown emails cost
+    one hash too. `db` is used only to store an upgraded hash."""
+    user = found
     if user is None:
         await hasher.verify_dummy(password)
         raise InvalidCredentials()

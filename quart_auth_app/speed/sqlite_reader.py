@@ -20,8 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnClause
 
 from ..config import DEFAULT_DATABASE_TIMEOUT
+from ..lookups import BY_EMAIL, USER_COLUMNS, USER_SELECT
 from ..models import LoginSession, User
-from ..sessions import USER_COLUMNS, USER_SELECT
+from ..rules import email_key
 from .sqlite_thread import SqliteThread, compiled_sql
 
 # Checks waiting for the next batch read: (session id, public id) and the answer to come.
@@ -58,6 +59,7 @@ class BatchedReader:
     ) -> None:
         dialect = engine.dialect
         self.sql, self.order = compiled_sql(LIVE_USERS, engine)
+        self.by_email = compiled_sql(BY_EMAIL, engine)
         self.processors: list[Callable[[Any], Any] | None] = [
             column.type.dialect_impl(dialect).result_processor(dialect, None)
             for column in USER_SELECT
@@ -74,6 +76,13 @@ class BatchedReader:
         if self._reading is None:
             self._reading = asyncio.create_task(self._read_batches())
         return await future
+
+    async def user_by_email(self, email: str) -> User | None:
+        """lookups.BY_EMAIL on the reader's connection: a login's read in one hop."""
+        sql, order = self.by_email
+        params = {"key": email_key(email)}
+        rows = await self.thread.run(_fetch, sql, [params[name] for name in order])
+        return self._user(rows[0]) if rows else None
 
     async def _read_batches(self) -> None:
         try:

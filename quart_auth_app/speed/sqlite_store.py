@@ -8,8 +8,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..config import DEFAULT_DATABASE_TIMEOUT
+from ..lookups import DbRow
 from ..models import User
-from ..sessions import LOGIN_SESSIONS, REFRESH_TOKENS, DbRow, WriteTurn
+from ..sessions import LOGIN_SESSIONS, REFRESH_TOKENS, WriteTurn
 from .sqlite_reader import BatchedReader
 from .sqlite_writer import LoginWriter
 
@@ -27,6 +28,9 @@ class SqliteStore:
 
     async def live_user(self, session_id: str, public_id: str) -> User | None:
         return await self.reader.live_user(session_id, public_id)
+
+    async def user_by_email(self, email: str) -> User | None:
+        return await self.reader.user_by_email(email)
 
     async def insert_login(self, session_row: DbRow, token_row: DbRow) -> None:
         async with self._turn:

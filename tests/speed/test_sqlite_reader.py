@@ -121,3 +121,14 @@ async def test_the_check_reads_the_committed_session_every_time(app: Quart) -> N
         await db.commit()
     with pytest.raises(TokenInvalid):
         await sessions.user_for_access(tokens.access_token)
+
+
+@SQLITE_ONLY
+async def test_a_logins_read_by_email_matches_the_core_statement(app: Quart) -> None:
+    ann = await make_user(app, name="Ann", email="Ülrich@example.com")
+    reader = reader_of(app)
+    for given in ("Ülrich@example.com", "ülrich@EXAMPLE.com", "ÜLRICH@example.com"):
+        found = await reader.user_by_email(given)
+        assert found is not None and (found.id, found.email) == (ann.id, ann.email)
+        assert found.created_at.tzinfo is not None  # converted as the ORM would
+    assert await reader.user_by_email("nobody@example.com") is None
