@@ -61,17 +61,19 @@ def parse_pattern(entry: str) -> HostPattern:
 
 def _valid_name(name: str, subdomains: bool) -> bool:
     if name.startswith("[") and name.endswith("]"):
-        return not subdomains and _is_ip(name[1:-1], version=6)
-    if _is_ip(name, version=4):
+        return not subdomains and is_ip(name[1:-1], version=6)
+    if is_ip(name, version=4):
         return not subdomains  # an address has no subdomains
     return len(name) <= MAX_NAME and _NAME.fullmatch(name) is not None
 
 
-def _is_ip(text: str, version: int) -> bool:
+def is_ip(text: str, version: int | None = None) -> bool:
+    """Whether `text` is an IP address (of that version, when one is given)."""
     try:
-        return ipaddress.ip_address(text).version == version
+        address = ipaddress.ip_address(text)
     except ValueError:
         return False
+    return version is None or address.version == version
 
 
 def host_allowed(host: str, patterns: Iterable[HostPattern]) -> bool:

@@ -27,7 +27,7 @@ from ..errors import (
 from ..faults import describe, is_store_failure
 from ..migrate import UPGRADE_HINT, missing_schema
 from .forms import local_path, next_param
-from .http import wants_html
+from .http import UNAVAILABLE_HEADERS, wants_html
 from .state import state
 from .views.feedback import field_sentences, form_summary
 
@@ -59,7 +59,7 @@ def headers_of(error: AppError) -> dict[str, str]:
     if isinstance(error, Throttled):
         return {"Retry-After": str(error.retry_after)}
     if isinstance(error, ServiceUnavailable):
-        return {"Retry-After": "5"}
+        return dict(UNAVAILABLE_HEADERS)
     return {}
 
 
@@ -187,7 +187,7 @@ def register_error_handlers(app: Quart) -> None:
 async def unavailable() -> Response:
     """503 with Retry-After, in the shape the client asked for."""
     response = await render_error(503, ServiceUnavailable.message)
-    response.headers["Retry-After"] = "5"
+    response.headers.update(UNAVAILABLE_HEADERS)
     return response
 
 

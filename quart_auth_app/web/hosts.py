@@ -10,7 +10,6 @@ beyond the server's access line.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import Iterable
@@ -18,6 +17,7 @@ from functools import lru_cache
 
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
+from ..allowed_hosts import is_ip
 from .finish import ASGIApp
 from .security import BASE_HEADERS
 
@@ -46,17 +46,9 @@ def valid_host(value: str) -> bool:
     if port is not None and int(port) > MAX_PORT:
         return False
     if name.startswith("["):
-        return _ipv6(name[1:-1])
+        return is_ip(name[1:-1], version=6)
     labels = name.removesuffix(".").split(".")
     return len(name) <= MAX_NAME + 1 and all(0 < len(label) <= MAX_LABEL for label in labels)
-
-
-def _ipv6(text: str) -> bool:
-    try:
-        ipaddress.IPv6Address(text)
-    except ValueError:
-        return False
-    return True
 
 
 @lru_cache(maxsize=256)

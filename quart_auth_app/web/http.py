@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from typing import Any
 
@@ -10,9 +9,12 @@ from quart import request
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from ..allowed_hosts import is_ip
 from ..errors import InvalidInput
 
 JSON_TYPES = ("application/json",)
+# When a client may try again after a store failed (SPEC §9): one value for every 503.
+UNAVAILABLE_HEADERS = {"Retry-After": "5"}
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 # The routes a tutorial client posts its forms to (SPEC §3, second kind of caller).
 TUTORIAL_FORM_PATHS = frozenset({"/signup", "/login", "/logout"})
@@ -105,12 +107,4 @@ def client_address(trusted_proxies: int) -> str:
     if len(hops) < trusted_proxies:
         return peer
     # A misconfigured proxy chain must not turn any header text into a stored "address".
-    return hops[-trusted_proxies] if _is_ip(hops[-trusted_proxies]) else peer
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
+    return hops[-trusted_proxies] if is_ip(hops[-trusted_proxies]) else peer

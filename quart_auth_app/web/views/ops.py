@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ...migrate import UPGRADE_COMMAND, schema_behind, schema_revision
 from ...services import Services
+from ..http import UNAVAILABLE_HEADERS
 from ..state import services
 
 blueprint = Blueprint("ops", __name__)
@@ -31,7 +32,7 @@ async def healthz() -> ResponseReturnValue:
     if all(result == "ok" for result in results.values()):
         return jsonify({"status": "ok"})
     log.warning("health check: %s", ", ".join(f"{k} {v}" for k, v in results.items()))
-    return jsonify({"status": "unavailable", "checks": results}), 503, {"Retry-After": "5"}
+    return jsonify({"status": "unavailable", "checks": results}), 503, UNAVAILABLE_HEADERS
 
 
 async def _database(current: Services) -> str:
