@@ -71,6 +71,9 @@ class Settings:
     database_timeout: int = DEFAULT_DATABASE_TIMEOUT
     database_statement_cache_size: int = 100
     max_body_bytes: int = 65_536
+    # Websockets (README "WebSockets"): the largest message a client may send, and how many a second.
+    ws_max_message_bytes: int = 16_384
+    ws_messages_per_second: int = 20
     # speed/'s accelerations; false runs the plain core (same behaviour, slower).
     accelerations: bool = True
 
@@ -258,6 +261,8 @@ PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "DATABASE_POOL_SIZE": ("database_pool_size", _integer(1, 1000)),
     "DATABASE_TIMEOUT": ("database_timeout", _integer(1, 60)),
     "DATABASE_STATEMENT_CACHE_SIZE": ("database_statement_cache_size", _integer(0)),
+    "WS_MAX_MESSAGE_BYTES": ("ws_max_message_bytes", _integer(64, 1_048_576)),
+    "WS_MESSAGES_PER_SECOND": ("ws_messages_per_second", _integer(1, 1000)),
     "ACCELERATIONS": ("accelerations", _boolean),
 }
 

@@ -17,15 +17,21 @@ from .rules import email_key
 
 USER_COLUMNS = tuple(prop.key for prop in User.__mapper__.column_attrs)
 USER_SELECT = tuple(prop.columns[0] for prop in User.__mapper__.column_attrs)
-# The one statement that says whether a session is live, and whose user it is.
-LIVE_USER = (
-    select(*USER_SELECT)
+# What makes a session live, said once: the single read and the batch read both start here.
+LIVE_SESSION = (
+    select()
+    .select_from(User)
     .join(LoginSession, LoginSession.user_id == User.id)
-    .where(
-        LoginSession.id == bindparam("session_id"),
-        LoginSession.revoked_at.is_(None),
-        User.public_id == bindparam("public_id"),
-    )
+    .where(LoginSession.revoked_at.is_(None))
+)
+# The one statement that says whether a session is live, and whose user it is.
+LIVE_USER = LIVE_SESSION.add_columns(*USER_SELECT).where(
+    LoginSession.id == bindparam("session_id"),
+    User.public_id == bindparam("public_id"),
+)
+# Which of many sessions are live (open websockets, checked together): (id, public id) rows.
+LIVE_SESSIONS = LIVE_SESSION.add_columns(LoginSession.id, User.public_id).where(
+    LoginSession.id.in_(bindparam("session_ids", expanding=True))
 )
 
 

@@ -15,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from . import db
 from .accounts import Accounts
 from .config import Settings
+from .live_sockets import SocketWatch
 from .mail import Mailer, build_mailer
 from .passwords import PasslibScheme, PasswordHasher, SchemeFactory
-from .revocation import DatabaseOnly, RedisRevocationList, RevocationList
+from .revocation import DatabaseOnly, RedisRevocationList, RevocationFeed, RevocationList
 from .sessions import EngineStore, SessionService, SessionStore
 from .throttle import Throttle
 from .tokens import KeySet, TokenService
@@ -41,6 +42,9 @@ class Services:
     accounts: Accounts
     redis: Redis | None
     mailer: Mailer
+    sockets: SocketWatch
+    # Revocations pushed to this worker's open sockets (with Redis only).
+    feed: RevocationFeed | None
 
     async def close(self) -> None:
         """Release connections and threads (the app has stopped serving)."""
@@ -108,4 +112,6 @@ def open_services(settings: Settings, keys: KeySet | None = None) -> Services:
         accounts=Accounts(hasher, sessions, throttle, settings.require_verified_email),
         redis=redis,
         mailer=build_mailer(settings),
+        sockets=SocketWatch(store),
+        feed=RevocationFeed(redis, settings.redis_key_prefix) if redis else None,
     )

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import re
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
@@ -21,12 +22,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from .config import DEFAULT_DATABASE_TIMEOUT
 from .db import sqlite_file
 from .errors import RefreshRaced, TokenInvalid
-from .lookups import DbRow, find_by_email, read_live_user
+from .lookups import LIVE_SESSIONS, DbRow, find_by_email, read_live_user
 from .models import LoginSession, RefreshToken, User, utcnow
 from .revocation import RevocationList
 from .tokens import Claims, InvalidToken, TokenService, token_digest
 
 CLEANUP_BATCH = 500
+# Session ids per statement of a batch liveness read: far below every backend's parameter limit.
+LIVE_BATCH = 900
+# A (session id, public id) pair, as an access token's claims name a session.
+SessionKey = tuple[str, str]
 # Session ids are token_urlsafe(16); anything else cannot name a session (and never reaches SQL).
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # The tables themselves, for login's Core inserts.
@@ -39,6 +44,10 @@ class SessionStore(Protocol):
 
     async def live_user(self, session_id: str, public_id: str) -> User | None:
         """The user of an unrevoked session, or None."""
+        ...
+
+    async def live_sessions(self, keys: Collection[SessionKey]) -> set[SessionKey]:
+        """Which of the (session id, public id) pairs name a live session, read together."""
         ...
 
     async def user_by_email(self, email: str) -> User | None:
@@ -92,6 +101,15 @@ class EngineStore:
     async def live_user(self, session_id: str, public_id: str) -> User | None:
         async with self.engine.connect() as conn:
             return await read_live_user(conn, session_id, public_id)
+
+    async def live_sessions(self, keys: Collection[SessionKey]) -> set[SessionKey]:
+        ids = sorted({session_id for session_id, _ in keys})
+        found: set[SessionKey] = set()
+        async with self.engine.connect() as conn:
+            for start in range(0, len(ids), LIVE_BATCH):
+                chunk = {"session_ids": ids[start : start + LIVE_BATCH]}
+                found.update((row[0], row[1]) for row in await conn.execute(LIVE_SESSIONS, chunk))
+        return found & set(keys)
 
     async def user_by_email(self, email: str) -> User | None:
         async with self.engine.connect() as conn:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -10,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ..config import DEFAULT_DATABASE_TIMEOUT
 from ..lookups import DbRow
 from ..models import User
-from ..sessions import LOGIN_SESSIONS, REFRESH_TOKENS, WriteTurn
+from ..sessions import LOGIN_SESSIONS, REFRESH_TOKENS, SessionKey, WriteTurn
 from .sqlite_reader import BatchedReader
 from .sqlite_writer import LoginWriter
 
@@ -28,6 +30,12 @@ class SqliteStore:
 
     async def live_user(self, session_id: str, public_id: str) -> User | None:
         return await self.reader.live_user(session_id, public_id)
+
+    async def live_sessions(self, keys: Collection[SessionKey]) -> set[SessionKey]:
+        # Checks that arrive together share one read: the whole set goes in one statement.
+        wanted = list(keys)
+        users = await asyncio.gather(*(self.reader.live_user(*key) for key in wanted))
+        return {key for key, user in zip(wanted, users, strict=True) if user is not None}
 
     async def user_by_email(self, email: str) -> User | None:
         return await self.reader.user_by_email(email)

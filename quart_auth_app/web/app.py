@@ -99,6 +99,7 @@ def _init_lifecycle(app: Quart, settings: Settings, keys: KeySet) -> None:
             raise
         app.extensions["services"] = services
         app.extensions["cleanup_task"] = asyncio.create_task(_cleanup_forever(services))
+        app.extensions["socket_tasks"] = _watch_sockets(services)
         if settings.accelerations:
             from .. import speed
 
@@ -106,11 +107,12 @@ def _init_lifecycle(app: Quart, settings: Settings, keys: KeySet) -> None:
 
     @app.after_serving
     async def close_everything() -> None:
+        tasks: list[asyncio.Task[None]] = app.extensions.pop("socket_tasks", [])
         task: asyncio.Task[None] | None = app.extensions.pop("cleanup_task", None)
-        if task is not None:
-            task.cancel()
+        for running in [*tasks, *([task] if task else [])]:
+            running.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await running
         services: Services | None = app.extensions.pop("services", None)
         if services is not None:
             await services.close()
@@ -157,6 +159,14 @@ def _first_line(error: BaseException) -> str:
     """An error in one line, without SQL parameters (they may hold password hashes)."""
     cause = getattr(error, "orig", None) or error
     return f"{type(cause).__name__}: {(str(cause).splitlines() or [''])[0]}"
+
+
+def _watch_sockets(services: Services) -> list[asyncio.Task[None]]:
+    """The open websockets' liveness check, and with Redis the feed of pushed revocations."""
+    tasks = [asyncio.create_task(services.sockets.run())]
+    if services.feed is not None:
+        tasks.append(asyncio.create_task(services.feed.run(services.sockets.revoked)))
+    return tasks
 
 
 async def _cleanup_forever(services: Services) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from functools import wraps
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
-from quart import after_this_request, request
+from quart import after_this_request, has_websocket_context, request, websocket
 from werkzeug.sansio.response import Response
 
 from ..errors import RefreshRaced, TokenInvalid, TokenMissing
@@ -14,6 +14,7 @@ from ..models import User
 from ..sessions import TokenPair
 from ..tokens import Claims
 from .http import client_address
+from .sockets import guard_socket
 from .state import Caller, request_db, services, state
 
 ACCESS_COOKIE = "jwt_token"
@@ -25,7 +26,7 @@ R = TypeVar("R")
 
 def bearer_token() -> str | None:
     """The token of an `Authorization: Bearer` header; "" when the header is there but unusable."""
-    header = request.headers.get("Authorization")
+    header = (websocket if has_websocket_context() else request).headers.get("Authorization")
     if header is None:
         return None
     scheme, _, token = header.strip().partition(" ")
@@ -138,11 +139,25 @@ def token_required(
 
     @wraps(view)
     async def gated(*args: P.args, **kwargs: P.kwargs) -> R:
+        if has_websocket_context():
+            return cast(R, await guard_socket(view, handshake_token(), *args, **kwargs))
         state().protected = True
         caller = await authenticate_request()
         return await view(caller.user, *args, **kwargs)
 
     return gated
+
+
+def handshake_token() -> str | None:
+    """A websocket handshake's token: the header wins, then the access cookie; never the URL.
+
+    A browser's access cookie may have expired while its refresh cookie lives: a handshake
+    cannot set cookies, so the page (which renews them on load) opens its socket afterwards.
+    """
+    header = bearer_token()
+    if header is not None:
+        return header
+    return websocket.cookies.get(ACCESS_COOKIE) or None
 
 
 def current_caller() -> Caller:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from quart import request
+from quart import has_request_context, request
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -21,7 +21,12 @@ TUTORIAL_FORM_PATHS = frozenset({"/signup", "/login", "/logout"})
 
 
 def wants_html() -> bool:
-    """Whether the client prefers text/html over application/json (a browser)."""
+    """Whether the client prefers text/html over application/json (a browser).
+
+    A websocket handshake refused before accept is answered in JSON: no page is shown there.
+    """
+    if not has_request_context():
+        return False
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return best == "text/html"
 

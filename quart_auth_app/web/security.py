@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
-from quart import Quart, Response, request
+from quart import Quart, Response, request, websocket
 
 from ..allowed_hosts import HostPattern, host_allowed
 from ..errors import Forbidden
@@ -53,14 +53,18 @@ def cross_origin_refused() -> bool:
     fetch_site = request.headers.get("Sec-Fetch-Site")
     if fetch_site is not None:
         return fetch_site.lower() not in ("same-origin", "none")
-    origin = request.headers.get("Origin")
+    return foreign_origin(request.headers.get("Origin"), request.host)
+
+
+def foreign_origin(origin: str | None, host: str) -> bool:
+    """Whether an Origin header names a site other than `host` (no header: not a browser)."""
     if origin is None:
         return False
     try:
         netloc = urlsplit(origin).netloc
     except ValueError:  # "http://[x": not an origin anyone can be on
         return True
-    return origin == "null" or netloc.lower() != request.host.lower()
+    return origin == "null" or netloc.lower() != host.lower()
 
 
 def add_security_headers(response: Response) -> Response:
@@ -87,9 +91,18 @@ def refuse_unknown_hosts(app: Quart, allowed: tuple[HostPattern, ...]) -> None:
         # (X-Forwarded-Host is never read), with the scheme's default port left out.
         if request.path in HOST_EXEMPT_PATHS or host_allowed(request.host, allowed):
             return None
-        sent = request.headers.get("Host", "")
-        log.info("refused a request for host %r: not in ALLOWED_HOSTS", sent[:100])
-        return await render_error(400, UNKNOWN_HOST)
+        return await _unknown_host(request.headers.get("Host", ""))
+
+    @app.before_websocket
+    async def refuse_unknown_socket_host() -> Response | None:
+        if host_allowed(websocket.host, allowed):
+            return None
+        return await _unknown_host(websocket.headers.get("Host", ""))
+
+
+async def _unknown_host(sent: str) -> Response:
+    log.info("refused a request for host %r: not in ALLOWED_HOSTS", sent[:100])
+    return await render_error(400, UNKNOWN_HOST)
 
 
 def init_app(app: Quart) -> None:
@@ -99,6 +112,13 @@ def init_app(app: Quart) -> None:
     async def refuse_cross_origin() -> None:
         if cross_origin_refused():
             raise Forbidden("Cross-origin request refused")
+
+    @app.before_websocket
+    async def refuse_cross_site_socket() -> None:
+        # Cross-site websocket hijacking: a page elsewhere opening a socket with our cookies.
+        # Browsers always send Origin on a websocket handshake; other clients need not.
+        if foreign_origin(websocket.headers.get("Origin"), websocket.host):
+            raise Forbidden("Cross-origin websocket refused")
 
     @app.after_request
     async def security_headers(response: Response) -> Response:

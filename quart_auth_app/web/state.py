@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quart import Quart, current_app, g
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,6 +14,9 @@ from ..faults import describe, is_store_failure
 from ..models import User
 from ..services import Services
 from ..tokens import Claims
+
+if TYPE_CHECKING:
+    from .sockets import Channel
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,8 @@ class RequestState:
     # The submitted text fields, for re-rendering a refused form and reading `next`.
     form_values: dict[str, str] = field(default_factory=dict)
     db: AsyncSession | None = None
+    # The open websocket of a token_required websocket view.
+    socket: Channel | None = None
 
 
 def state() -> RequestState:
