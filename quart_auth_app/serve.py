@@ -33,6 +33,7 @@ HYPERCORN_SETTINGS: dict[str, object] = {
     "worker_class": "asyncio",
     "keep_alive_timeout": HEADERS_TIMEOUT,
     "read_timeout": 30,
+    "websocket_ping_interval": 15,
     "h11_max_incomplete_size": MAX_HEADER_BYTES,
     "backlog": BACKLOG,
 }

@@ -6,10 +6,17 @@ fixture of the package's pytest plugin (pytest_plugin.py) is::
     user = await make_user(app, name="Ann")
     client = await bearer_client(app, user)
     response = await client.get("/my/protected/route")
+
+    tokens = await sign_in(app, user)
+    async with bearer_websocket(app, "/ws/my-socket", tokens.access_token) as socket:
+        welcome = await socket.receive_json()
+        ...
+        assert await close_code(socket) == 4401  # once the session has ended
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,7 +25,8 @@ from typing import Any
 import jwt
 from quart import Quart
 from quart.testing import QuartClient
-from quart.typing import TestClientProtocol
+from quart.testing.connections import WebsocketDisconnectError
+from quart.typing import TestClientProtocol, TestWebsocketConnectionProtocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import User
@@ -107,6 +115,32 @@ async def cookie_client(app: Quart, user: User) -> QuartClient:
     client.set_cookie("localhost", ACCESS_COOKIE, tokens.access_token)
     client.set_cookie("localhost", REFRESH_COOKIE, tokens.refresh_token)
     return client  # type: ignore[return-value]
+
+
+def bearer_websocket(
+    app: Quart, path: str, token: str, headers: dict[str, str] | None = None
+) -> TestWebsocketConnectionProtocol:
+    """A test websocket to `path` whose handshake carries `Authorization: Bearer <token>`.
+
+    Use as `async with bearer_websocket(app, path, token) as socket:`; a refused handshake
+    raises quart.testing.WebsocketResponseError (its `.response` is the 401 or 403).
+    """
+    sent = {"Authorization": f"Bearer {token}", **(headers or {})}
+    return app.test_client().websocket(path, headers=sent)
+
+
+async def close_code(socket: TestWebsocketConnectionProtocol, within: float = 3.0) -> int:
+    """The close code the server ends the socket with, skipping messages before it.
+
+    TimeoutError when the socket is still open after `within` seconds.
+    """
+    async with asyncio.timeout(within):
+        while True:
+            try:
+                await socket.receive()
+            except WebsocketDisconnectError as closed:
+                code: int = closed.args[0]
+                return code
 
 
 def mint_token(
