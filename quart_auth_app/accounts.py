@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .errors import EmailNotVerified, InvalidCredentials, InvalidInput
+from .errors import AccountDisabled, EmailNotVerified, InvalidCredentials, InvalidInput
 from .models import User
 from .passwords import PasswordHasher
 from .sessions import SessionService, TokenPair
@@ -45,6 +45,8 @@ class Accounts:
         except InvalidCredentials:
             await self.throttle.record_failure(email, address)
             raise
+        if not user.is_active:
+            raise AccountDisabled()
         if self.require_verified_email and not user.email_verified:
             raise EmailNotVerified()
         await self.throttle.clear_failures(email, address)

@@ -15,23 +15,26 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from .models import LoginSession, User
 from .rules import email_key
 
+# Every column of a user, its current roles (User.role_names) and is_active among them.
 USER_COLUMNS = tuple(prop.key for prop in User.__mapper__.column_attrs)
 USER_SELECT = tuple(prop.columns[0] for prop in User.__mapper__.column_attrs)
-# What makes a session live, said once: the single read and the batch read both start here.
-LIVE_SESSION = (
-    select()
-    .select_from(User)
-    .join(LoginSession, LoginSession.user_id == User.id)
-    .where(LoginSession.revoked_at.is_(None))
-)
+# What makes a session live beyond naming it: not revoked, and its account not deactivated.
+LIVE = (LoginSession.revoked_at.is_(None), User.is_active.is_(True))
 # The one statement that says whether a session is live, and whose user it is.
-LIVE_USER = LIVE_SESSION.add_columns(*USER_SELECT).where(
-    LoginSession.id == bindparam("session_id"),
-    User.public_id == bindparam("public_id"),
+LIVE_USER = (
+    select(*USER_SELECT)
+    .join(LoginSession, LoginSession.user_id == User.id)
+    .where(
+        LoginSession.id == bindparam("session_id"),
+        User.public_id == bindparam("public_id"),
+        *LIVE,
+    )
 )
 # Which of many sessions are live (open websockets, checked together): (id, public id) rows.
-LIVE_SESSIONS = LIVE_SESSION.add_columns(LoginSession.id, User.public_id).where(
-    LoginSession.id.in_(bindparam("session_ids", expanding=True))
+LIVE_SESSIONS = (
+    select(LoginSession.id, User.public_id)
+    .join(User, User.id == LoginSession.user_id)
+    .where(LoginSession.id.in_(bindparam("session_ids", expanding=True)), *LIVE)
 )
 
 

@@ -176,7 +176,7 @@ class SessionService:
         """Open a new family for a login and issue its first pair (Core inserts, no ORM)."""
         now = utcnow()
         session_id = secrets.token_urlsafe(16)
-        pair, token_row = self._pair(user.public_id, session_id)
+        pair, token_row = self._pair(user, session_id)
         session_row = {
             "id": session_id,
             "user_id": user.id,
@@ -218,7 +218,7 @@ class SessionService:
             .where(LoginSession.id == claims.session_id)
             .values(last_used_at=now, expires_at=now + self._refresh_lifetime())
         )
-        pair, token_row = self._pair(user.public_id, claims.session_id)
+        pair, token_row = self._pair(user, claims.session_id)
         await conn.execute(insert(REFRESH_TOKENS), token_row)
         await db.commit()
         return Rotated(user, pair)
@@ -324,10 +324,11 @@ class SessionService:
             return None
         return await self.store.live_user(claims.session_id, claims.public_id)
 
-    def _pair(self, public_id: str, session_id: str) -> tuple[TokenPair, dict[str, Any]]:
+    def _pair(self, user: User, session_id: str) -> tuple[TokenPair, dict[str, Any]]:
         """A new token pair, and the row recording its refresh token's digest."""
-        access = self.tokens.issue(public_id, session_id, "access")
-        refresh = self.tokens.issue(public_id, session_id, "refresh")
+        # The roles are for the client to read; the access check uses the ones it reads.
+        access = self.tokens.issue(user.public_id, session_id, "access", roles=sorted(user.roles))
+        refresh = self.tokens.issue(user.public_id, session_id, "refresh")
         row = {
             "digest": token_digest(refresh.token),
             "session_id": session_id,

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import wraps
-from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast, overload
 
 from quart import after_this_request, has_websocket_context, request, websocket
 from werkzeug.sansio.response import Response
 
 from ..errors import RefreshRaced, TokenInvalid, TokenMissing
 from ..models import User
+from ..permissions import Needs
 from ..sessions import TokenPair
 from ..tokens import Claims
 from .http import client_address
@@ -132,20 +133,55 @@ def clear_auth_cookies(response: Response) -> None:
         response.delete_cookie(name, path="/", secure=secure, httponly=True, samesite="Lax")
 
 
+class Gate(Protocol):
+    """What `token_required(roles=..., scopes=...)` returns: a decorator for one view."""
+
+    def __call__(
+        self, view: Callable[Concatenate[User, P], Awaitable[R]], /
+    ) -> Callable[P, Awaitable[R]]: ...
+
+
+@overload
 def token_required(
-    view: Callable[Concatenate[User, P], Awaitable[R]],
-) -> Callable[P, Awaitable[R]]:
-    """Let the view run only for a valid access token; pass it the user first, as the tutorial."""
+    view: Callable[Concatenate[User, P], Awaitable[R]], /
+) -> Callable[P, Awaitable[R]]: ...
 
-    @wraps(view)
-    async def gated(*args: P.args, **kwargs: P.kwargs) -> R:
-        if has_websocket_context():
-            return cast(R, await guard_socket(view, handshake_token(), *args, **kwargs))
-        state().protected = True
-        caller = await authenticate_request()
-        return await view(caller.user, *args, **kwargs)
 
-    return gated
+@overload
+def token_required(*, roles: Iterable[str] = (), scopes: Iterable[str] = ()) -> Gate: ...
+
+
+def token_required(
+    view: Callable[Concatenate[User, P], Awaitable[R]] | None = None,
+    /,
+    *,
+    roles: Iterable[str] = (),
+    scopes: Iterable[str] = (),
+) -> Callable[P, Awaitable[R]] | Gate:
+    """Let the view run only for a valid access token; pass it the user first, as the tutorial.
+
+    With `roles`, the user must hold every one (read on this request: a revoked role holds at
+    once); with `scopes`, a personal access token must carry every one. Either missing is a 403.
+    """
+    gate = _gate(Needs.of(roles, scopes))
+    return gate if view is None else gate(view)
+
+
+def _gate(needs: Needs) -> Gate:
+    def gate(view: Callable[Concatenate[User, P], Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @wraps(view)
+        async def gated(*args: P.args, **kwargs: P.kwargs) -> R:
+            if has_websocket_context():
+                token = handshake_token()
+                return cast(R, await guard_socket(view, token, needs, *args, **kwargs))
+            state().protected = True
+            caller = await authenticate_request()
+            needs.check(caller.user.roles, caller.scopes)
+            return await view(caller.user, *args, **kwargs)
+
+        return gated
+
+    return gate
 
 
 def handshake_token() -> str | None:

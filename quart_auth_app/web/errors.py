@@ -16,6 +16,7 @@ from ..errors import (
     AppError,
     EmailTaken,
     Forbidden,
+    InsufficientPermissions,
     InvalidCredentials,
     InvalidInput,
     InvalidMailToken,
@@ -56,6 +57,9 @@ def headers_of(error: AppError) -> dict[str, str]:
     """The headers that go with a domain error (RFC 6750, Retry-After)."""
     if isinstance(error, TokenMissing):
         return {"WWW-Authenticate": "Bearer"}
+    if isinstance(error, InsufficientPermissions):
+        needed = " ".join(error.needed)
+        return {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{needed}"'}
     if isinstance(error, Throttled):
         return {"Retry-After": str(error.retry_after)}
     if isinstance(error, ServiceUnavailable):

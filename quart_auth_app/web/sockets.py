@@ -22,10 +22,11 @@ from typing import Any
 from quart import websocket
 
 from ..config import Settings
-from ..errors import ServiceUnavailable, TokenInvalid
+from ..errors import InsufficientPermissions, ServiceUnavailable, TokenInvalid
 from ..faults import is_store_failure
 from ..live_sockets import SESSION_ENDED, TRY_AGAIN_LATER, Watched
 from ..models import User
+from ..permissions import Needs
 from ..tokens import Claims
 from .state import Caller, services, state
 
@@ -37,6 +38,7 @@ INVALID_PAYLOAD = 1007
 POLICY_VIOLATION = 1008
 MESSAGE_TOO_BIG = 1009
 INTERNAL_ERROR = 1011
+FORBIDDEN = 4403  # HTTP 403's counterpart after accept
 # Messages the client sent that the view has not read yet; past that the client is flooding.
 INBOX_SIZE = 64
 
@@ -74,7 +76,8 @@ class RateLimit:
 class Channel:
     """One open socket at the edge: who is on it, what they sent, and how it is to end."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, needs: Needs) -> None:
+        self.needs = needs
         self.max_bytes = settings.ws_max_message_bytes
         self.rate = RateLimit(settings.ws_messages_per_second)
         self.inbox: asyncio.Queue[Any] = asyncio.Queue(INBOX_SIZE)
@@ -127,15 +130,21 @@ async def receive_json() -> Any:
 
 
 async def guard_socket(
-    view: Callable[..., Awaitable[Any]], token: str | None, *args: Any, **kwargs: Any
+    view: Callable[..., Awaitable[Any]],
+    token: str | None,
+    needs: Needs,
+    *args: Any,
+    **kwargs: Any,
 ) -> None:
     """Run a websocket view for an authenticated caller only, closing it when that ends."""
-    channel = Channel(services().settings)
+    channel = Channel(services().settings, needs)
     if token is not None:
         if not token:
             raise TokenInvalid()
-        # Before accept: a bad token is an HTTP 401 through the error handlers.
-        channel.caller = Caller(*await services().sessions.user_for_access(token))
+        # Before accept: a bad token is an HTTP 401 (a missing role 403) through the handlers.
+        user, claims = await services().sessions.user_for_access(token)
+        needs.check(user.roles, None)
+        channel.caller = Caller(user, claims)
         channel.authenticated.set_result(None)
     await websocket.accept()
     state().socket = channel
@@ -222,6 +231,10 @@ async def _authenticate(channel: Channel, token: str) -> None:
         raise Closing(TRY_AGAIN_LATER, ServiceUnavailable.message) from None
     if channel.caller is not None and channel.caller.user.public_id != user.public_id:
         raise Closing(SESSION_ENDED, "Token is for another user")
+    try:
+        channel.needs.check(user.roles, None)
+    except InsufficientPermissions as refused:
+        raise Closing(FORBIDDEN, refused.message) from None
     channel.caller = Caller(user, claims)
     if channel.watched is not None:
         services().sockets.renew(

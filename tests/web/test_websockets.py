@@ -11,13 +11,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from quart import Quart
+from quart import Quart, websocket
 from quart.testing import WebsocketResponseError
 from quart.typing import TestClientProtocol as Client
 from quart.typing import TestWebsocketConnectionProtocol as Socket
 from redis.asyncio import Redis
+from sqlalchemy import update
 
 from quart_auth_app import recovery
+from quart_auth_app.models import User
 from quart_auth_app.testing import (
     DEFAULT_PASSWORD,
     SignedIn,
@@ -29,7 +31,7 @@ from quart_auth_app.testing import (
     sign_in,
 )
 from quart_auth_app.web import sockets
-from quart_auth_app.web.auth import ACCESS_COOKIE
+from quart_auth_app.web.auth import ACCESS_COOKIE, token_required
 
 from ..conftest import TEST_REDIS_URL, bearer
 
@@ -355,3 +357,27 @@ async def test_logout_announces_the_session_on_redis(
         assert message["data"].decode() == signed_in.tokens.session_id
     finally:
         await redis.aclose()
+
+
+@pytest.mark.parametrize("via", VIA)
+async def test_deactivation_closes_the_socket(app: Quart, signed_in: SignedIn, via: str) -> None:
+    async with bearer_websocket(app, PATH, signed_in.tokens.access_token) as socket:
+        await welcomed(socket)
+        async with db_session(app) as db:  # as an admin's deactivation writes it
+            await db.execute(
+                update(User).where(User.id == signed_in.user.id).values(is_active=False)
+            )
+            await db.commit()
+        assert await close_code(socket, within=ENDS_WITHIN) == 4401
+
+
+async def test_websocket_route_with_a_role_refuses_a_user_without_it(
+    app: Quart, signed_in: SignedIn
+) -> None:
+    @app.websocket("/ws/admins")
+    @token_required(roles=["admin"])
+    async def admins_only(user: User) -> None:
+        await websocket.send_json({"admin": user.name})
+
+    response = await refused(app, bearer(signed_in.tokens.access_token), "/ws/admins")
+    assert response.status_code == 403
