@@ -33,6 +33,7 @@ from ..tokens import KeySet, TokenService
 from . import errors, openapi, security, state
 from .finish import FinishRequests
 from .hosts import RefuseBadHosts
+from .refusals import WholeRefusals
 from .views import register_views
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     )
     app.extensions["settings"] = settings
     # Outermost: a request with an unusable Host is answered before Quart binds its URL map.
-    app.asgi_app = RefuseBadHosts(FinishRequests(app.asgi_app))  # type: ignore[method-assign]
+    app.asgi_app = RefuseBadHosts(WholeRefusals(FinishRequests(app.asgi_app)))  # type: ignore[method-assign]
     _init_lifecycle(app, settings, keys)
     state.init_app(app)
     security.refuse_unknown_hosts(app, settings.allowed_hosts)  # first of the request hooks
