@@ -13,8 +13,17 @@ from quart import Quart
 from .config import ConfigError, Settings
 from .web.app import create_app
 from .web.auth import current_user, token_required
+from .web.sockets import receive_json
 
-__all__ = ["ConfigError", "Settings", "app", "create_app", "current_user", "token_required"]
+__all__ = [
+    "ConfigError",
+    "Settings",
+    "app",
+    "create_app",
+    "current_user",
+    "receive_json",
+    "token_required",
+]
 
 
 class _AppFromEnvironment:

@@ -111,7 +111,7 @@ def test_readme_example_runs_as_written(
 ) -> None:
     write_project(pytester, readme_examples(), mode)
     result = pytester.runpytest_subprocess(*options, timeout=TIMEOUT)
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)
     assert not (pytester.path / "instance").exists()
     assert list(developer_shell.iterdir()) == []
 
@@ -119,7 +119,7 @@ def test_readme_example_runs_as_written(
 def test_readme_example_in_a_bare_shell_leaves_instance_alone(pytester: pytest.Pytester) -> None:
     write_project(pytester, readme_examples())
     result = pytester.runpytest_subprocess(timeout=TIMEOUT)
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)
     assert not (pytester.path / "instance" / "app.db").exists()
 
 
@@ -132,7 +132,7 @@ def test_readme_example_fails_when_the_route_is_wrong(
     files["myapp.py"] = files["myapp.py"].replace(route, 'return {"owner": user.name}')
     write_project(pytester, files)
     result = pytester.runpytest_subprocess(timeout=TIMEOUT)
-    result.assert_outcomes(passed=1, failed=2)
+    result.assert_outcomes(passed=2, failed=2)
 
 
 def test_without_the_factory_override_the_route_is_missing(
@@ -142,7 +142,7 @@ def test_without_the_factory_override_the_route_is_missing(
     del files["conftest.py"]
     write_project(pytester, files)
     result = pytester.runpytest_subprocess(timeout=TIMEOUT)
-    result.assert_outcomes(failed=3)
+    result.assert_outcomes(failed=4)
     result.stdout.fnmatch_lines(["*assert 404 == 401*"])
 
 
