@@ -88,13 +88,21 @@ def _session_store(settings: Settings, engine: AsyncEngine) -> SessionStore:
     return EngineStore(engine, settings.database_timeout)
 
 
+def _revocation_list(settings: Settings, redis: Redis | None) -> RevocationList:
+    if redis is None:
+        return DatabaseOnly()
+    if settings.accelerations:
+        from . import speed
+
+        return speed.revocation_list(redis, settings.redis_key_prefix)
+    return RedisRevocationList(redis, settings.redis_key_prefix)
+
+
 def open_services(settings: Settings, keys: KeySet | None = None) -> Services:
     """Build the services of one app: its engine, pools, stores and clients."""
     engine = db.create_engine(settings)
     redis = _redis_client(settings.redis_url) if settings.redis_url else None
-    revocations: RevocationList = (
-        RedisRevocationList(redis, settings.redis_key_prefix) if redis else DatabaseOnly()
-    )
+    revocations = _revocation_list(settings, redis)
     tokens = TokenService(settings, keys)
     store = _session_store(settings, engine)
     hasher = password_hasher(settings)

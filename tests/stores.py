@@ -310,3 +310,50 @@ def fill_up(folder: Path) -> Path:
                 block = block[: len(block) // 2]  # down to the last byte
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def throwaway_pgbouncer(database_url: str) -> Iterator[str]:
+    """pgbouncer in transaction mode in front of `database_url`; yields the URL through it."""
+    from sqlalchemy.engine import make_url
+
+    program = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not Path(program).exists():
+        raise Unavailable("pgbouncer not found (apt-get install pgbouncer to run these tests)")
+    target = make_url(database_url)
+    folder = Path(tempfile.mkdtemp(prefix="qaa-pgbouncer-"))
+    port = spare_port()
+    (folder / "users.txt").write_text(f'"{target.username}" ""\n')
+    (folder / "pgbouncer.ini").write_text(
+        "[databases]\n"
+        f"{target.database} = host={target.host} port={target.port or 5432}"
+        f" dbname={target.database}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = trust\nauth_file = {folder / 'users.txt'}\n"
+        "pool_mode = transaction\ndefault_pool_size = 4\nmax_client_conn = 200\n"
+        f"logfile = {folder / 'pgbouncer.log'}\n"
+    )
+    command = [program, str(folder / "pgbouncer.ini")]
+    if os.geteuid() == 0:  # pgbouncer refuses to run as root
+        shutil.chown(folder, POSTGRES_USER)
+        for path in folder.iterdir():
+            shutil.chown(path, POSTGRES_USER)
+        command = ["runuser", "-u", POSTGRES_USER, "--", *command]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: _listening(port), 10, f"pgbouncer on port {port}")
+        yield target.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+    finally:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False

@@ -8,25 +8,42 @@ is kept only while bench/ shows it earns its place (docs/performance.md says by 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from quart import Quart
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..db import sqlite_file
 from ..passwords import SchemeFactory
+from ..revocation import RevocationList
 from ..sessions import SessionStore
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 
 def session_store(engine: AsyncEngine, timeout: float) -> SessionStore | None:
-    """The accelerated session store for the engine's backend, if there is one (SQLite files).
+    """The accelerated session store for the engine's backend: SQLite files and PostgreSQL.
 
     `timeout` bounds its waits for the database (DATABASE_TIMEOUT).
     """
+    if engine.dialect.name == "postgresql":
+        from .postgres_store import PostgresStore
+
+        return PostgresStore(engine, timeout)
     path = sqlite_file(engine)
     if path is None:
         return None
     from .sqlite_store import SqliteStore
 
     return SqliteStore(engine, path, timeout)
+
+
+def revocation_list(redis: Redis, key_prefix: str) -> RevocationList:
+    """The Redis revocation list with its checks batched (one MGET for those waiting together)."""
+    from .redis_revocations import BatchedRevocationList
+
+    return BatchedRevocationList(redis, key_prefix)
 
 
 def hash_scheme() -> SchemeFactory:

@@ -9,10 +9,8 @@ arrived, so a logout committed by any worker is refused on the very next request
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, literal_column, select
@@ -20,13 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnClause
 
 from ..config import DEFAULT_DATABASE_TIMEOUT
-from ..lookups import BY_EMAIL, LIVE, USER_COLUMNS, USER_SELECT
+from ..lookups import BY_EMAIL, LIVE, USER_SELECT
 from ..models import LoginSession, User
 from ..rules import email_key
-from .sqlite_thread import SqliteThread, compiled_sql
+from .batches import Batcher
+from .compiled import compiled_sql
+from .sqlite_thread import SqliteThread
+from .user_rows import UserRows
 
-# Checks waiting for the next batch read: (session id, public id) and the answer to come.
-Batch = list[tuple[tuple[str, str], "asyncio.Future[User | None]"]]
 # sessions.LIVE_USER for a batch: a JSON array of [session id, public id] pairs, one row per
 # pair that names a live session (its index in the array first), each an indexed point read.
 FIRST: ColumnClause[str] = literal_column("'$[0]'")
@@ -57,65 +56,32 @@ class BatchedReader:
     def __init__(
         self, engine: AsyncEngine, path: str, busy_timeout: float = DEFAULT_DATABASE_TIMEOUT
     ) -> None:
-        dialect = engine.dialect
         self.sql, self.order = compiled_sql(LIVE_USERS, engine)
         self.by_email = compiled_sql(BY_EMAIL, engine)
-        self.processors: list[Callable[[Any], Any] | None] = [
-            column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in USER_SELECT
-        ]
+        self.rows = UserRows(engine.dialect)
         self.thread = SqliteThread(
             path, read_only=True, name="sqlite-reader", busy_timeout=busy_timeout
         )
-        self._waiting: Batch = []
-        self._reading: asyncio.Task[None] | None = None
+        self.batches: Batcher[tuple[str, str], User | None] = Batcher(self._read)
 
     async def live_user(self, session_id: str, public_id: str) -> User | None:
-        future: asyncio.Future[User | None] = asyncio.get_running_loop().create_future()
-        self._waiting.append(((session_id, public_id), future))
-        if self._reading is None:
-            self._reading = asyncio.create_task(self._read_batches())
-        return await future
+        return await self.batches.ask((session_id, public_id))
 
     async def user_by_email(self, email: str) -> User | None:
         """lookups.BY_EMAIL on the reader's connection: a login's read in one hop."""
         sql, order = self.by_email
         params = {"key": email_key(email)}
         rows = await self.thread.run(_fetch, sql, [params[name] for name in order])
-        return self._user(rows[0]) if rows else None
+        return self.rows.user(rows[0]) if rows else None
 
-    async def _read_batches(self) -> None:
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting, []
-                await self._answer(batch)
-        finally:
-            self._reading = None
-
-    async def _answer(self, batch: Batch) -> None:
-        try:
-            params = {"batch": json.dumps([pair for pair, _ in batch])}
-            rows = await self.thread.run(_fetch, self.sql, [params[name] for name in self.order])
-        except BaseException as error:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
-            if not isinstance(error, Exception):
-                raise
-            return
+    async def _read(self, pairs: list[tuple[str, str]]) -> list[User | None]:
+        params = {"batch": json.dumps(pairs)}
+        rows = await self.thread.run(_fetch, self.sql, [params[name] for name in self.order])
         found = {row[0]: row[1:] for row in rows}
-        for index, (_, future) in enumerate(batch):
-            # A request cancelled while waiting has a cancelled future.
-            if not future.done():
-                values = found.get(index)
-                future.set_result(None if values is None else self._user(values))
-
-    def _user(self, values: Sequence[Any]) -> User:
-        converted = (
-            value if proc is None else proc(value)
-            for proc, value in zip(self.processors, values, strict=True)
-        )
-        return User(**dict(zip(USER_COLUMNS, converted, strict=True)))
+        return [
+            None if (values := found.get(index)) is None else self.rows.user(values)
+            for index in range(len(pairs))
+        ]
 
     async def close(self) -> None:
         await self.thread.close()

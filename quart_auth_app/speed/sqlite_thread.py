@@ -9,24 +9,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from sqlalchemy import Insert, Select
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from ..config import DEFAULT_DATABASE_TIMEOUT
 from ..db import open_sqlite
 from ..faults import drops_connection
 
 R = TypeVar("R")
-
-
-def compiled_sql(statement: Select[Any] | Insert, engine: AsyncEngine) -> tuple[str, list[str]]:
-    """SQL text and the order of its positional parameters, compiled once.
-
-    `positiontup` is an attribute of SQLAlchemy's SQLCompiler that its documentation does not
-    promise (tests/speed/test_sqlite_store.py fails loudly if it goes).
-    """
-    compiled = statement.compile(dialect=engine.dialect)
-    return str(compiled), list(compiled.positiontup or [])
 
 
 class SqliteThread:

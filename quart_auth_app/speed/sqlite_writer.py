@@ -18,7 +18,8 @@ from sqlalchemy import Column, Table, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..config import DEFAULT_DATABASE_TIMEOUT
-from .sqlite_thread import SqliteThread, compiled_sql
+from .compiled import compiled_sql
+from .sqlite_thread import SqliteThread
 
 Row = Mapping[str, Any]
 

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from quart_auth_app.models import LoginSession, User
 from quart_auth_app.sessions import LOGIN_SESSIONS
-from quart_auth_app.speed.sqlite_thread import compiled_sql
+from quart_auth_app.speed.compiled import compiled_sql
 
 
 async def test_positional_parameters_come_in_statement_order() -> None:

@@ -185,9 +185,11 @@ def cluster() -> Iterator[PgCluster]:
         yield found
 
 
-@pytest.fixture
-def pg_config(cluster: PgCluster, tmp_path: Path) -> dict[str, Any]:
+@pytest.fixture(params=["accelerated", "plain"])
+def pg_config(request: pytest.FixtureRequest, cluster: PgCluster, tmp_path: Path) -> dict[str, Any]:
+    # Both access checks: speed/'s batched reader on its own connection, and the engine's pool.
     return {
+        "ACCELERATIONS": "true" if request.param == "accelerated" else "false",
         **FAST_HASHING,
         "DATABASE_URL": cluster.url,
         "INSTANCE_PATH": str(tmp_path),
