@@ -16,6 +16,7 @@ from . import db
 from .accounts import Accounts
 from .config import Settings
 from .mail import Mailer, build_mailer
+from .mfa import SecondFactor, SecretBox
 from .passwords import PasslibScheme, PasswordHasher, SchemeFactory
 from .revocation import DatabaseOnly, RedisRevocationList, RevocationList
 from .sessions import EngineStore, SessionService, SessionStore
@@ -105,7 +106,13 @@ def open_services(settings: Settings, keys: KeySet | None = None) -> Services:
         sessions=sessions,
         store=store,
         throttle=throttle,
-        accounts=Accounts(hasher, sessions, throttle, settings.require_verified_email),
+        accounts=Accounts(
+            hasher,
+            sessions,
+            throttle,
+            settings.require_verified_email,
+            SecondFactor(SecretBox.from_settings(settings), settings.jwt_issuer),
+        ),
         redis=redis,
         mailer=build_mailer(settings),
     )

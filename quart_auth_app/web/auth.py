@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from functools import wraps
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast, overload
 
 from quart import after_this_request, request
 from werkzeug.sansio.response import Response
 
-from ..errors import RefreshRaced, TokenInvalid, TokenMissing
+from ..errors import ReauthRequired, RefreshRaced, TokenInvalid, TokenMissing
 from ..models import User
 from ..sessions import TokenPair
 from ..tokens import Claims
@@ -131,18 +132,53 @@ def clear_auth_cookies(response: Response) -> None:
         response.delete_cookie(name, path="/", secure=secure, httponly=True, samesite="Lax")
 
 
+class Guard(Protocol):
+    """What `token_required(...)` with options returns: a decorator for any view."""
+
+    def __call__(
+        self, view: Callable[Concatenate[User, P], Awaitable[R]], /
+    ) -> Callable[P, Awaitable[R]]: ...
+
+
+@overload
 def token_required(
     view: Callable[Concatenate[User, P], Awaitable[R]],
-) -> Callable[P, Awaitable[R]]:
-    """Let the view run only for a valid access token; pass it the user first, as the tutorial."""
+) -> Callable[P, Awaitable[R]]: ...
 
-    @wraps(view)
-    async def gated(*args: P.args, **kwargs: P.kwargs) -> R:
-        state().protected = True
-        caller = await authenticate_request()
-        return await view(caller.user, *args, **kwargs)
 
-    return gated
+@overload
+def token_required(view: None = None, *, fresh: bool = False) -> Guard: ...
+
+
+def token_required(
+    view: Callable[Concatenate[User, P], Awaitable[R]] | None = None, *, fresh: bool = False
+) -> Callable[P, Awaitable[R]] | Guard:
+    """Let the view run only for a valid access token; pass it the user first, as the tutorial.
+
+    `fresh=True` also wants a sign-in within JWT_FRESH_SECONDS (RFC 9470 step-up): older ones
+    get 401 "Recent authentication required", and POST /reauth makes them fresh again.
+    """
+
+    def guard(inner: Callable[Concatenate[User, P], Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @wraps(inner)
+        async def gated(*args: P.args, **kwargs: P.kwargs) -> R:
+            state().protected = True
+            caller = await authenticate_request()
+            if fresh:
+                require_fresh(caller.claims)
+            return await inner(caller.user, *args, **kwargs)
+
+        return gated
+
+    # `guard` is generic in the view it is given; mypy binds it to this call's P and R.
+    return guard(view) if view is not None else cast(Guard, guard)
+
+
+def require_fresh(claims: Claims) -> None:
+    """ReauthRequired unless the token's sign-in is recent enough."""
+    max_age = services().settings.jwt_fresh_seconds
+    if time.time() - claims.auth_time > max_age:
+        raise ReauthRequired(max_age)
 
 
 def current_caller() -> Caller:

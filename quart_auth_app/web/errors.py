@@ -14,12 +14,15 @@ from werkzeug.exceptions import HTTPException
 
 from ..errors import (
     AppError,
+    Conflict,
     EmailTaken,
     Forbidden,
     InvalidCredentials,
     InvalidInput,
     InvalidMailToken,
+    InvalidMfaCode,
     NotFound,
+    ReauthRequired,
     ServiceUnavailable,
     Throttled,
     TokenMissing,
@@ -39,9 +42,12 @@ STATUS: dict[type[AppError], int] = {
     EmailTaken: 400,
     InvalidMailToken: 400,
     InvalidCredentials: 401,
+    InvalidMfaCode: 401,
     TokenMissing: 401,
+    ReauthRequired: 401,
     Forbidden: 403,
     NotFound: 404,
+    Conflict: 409,
     Throttled: 429,
     ServiceUnavailable: 503,
 }
@@ -56,6 +62,12 @@ def headers_of(error: AppError) -> dict[str, str]:
     """The headers that go with a domain error (RFC 6750, Retry-After)."""
     if isinstance(error, TokenMissing):
         return {"WWW-Authenticate": "Bearer"}
+    if isinstance(error, ReauthRequired):
+        # RFC 9470 §3: the client may step up and retry.
+        return {
+            "WWW-Authenticate": 'Bearer error="insufficient_user_authentication", '
+            f"max_age={error.max_age}"
+        }
     if isinstance(error, Throttled):
         return {"Retry-After": str(error.retry_after)}
     if isinstance(error, ServiceUnavailable):
@@ -122,6 +134,12 @@ def login_redirect_target() -> str:
     return f"/login?next={quote(target, safe='')}"
 
 
+def reauth_redirect_target() -> str:
+    """/reauth, with the page to come back to: this one for a GET, else the account page."""
+    target = local_path(request.full_path.rstrip("?")) if request.method == "GET" else None
+    return f"/reauth?next={quote(target or '/account', safe='')}"
+
+
 async def render_error(status: int, message: str, errors: dict[str, str] | None = None) -> Response:
     """Answer an error in the shape the client asked for."""
     if wants_html():
@@ -145,6 +163,8 @@ def register_error_handlers(app: Quart) -> None:
         message = error.message
         if isinstance(error, Throttled) and wants_html():
             message = f"Too many attempts. {retry_hint(error.retry_after)}"
+        if isinstance(error, ReauthRequired) and wants_html():
+            return cast(Response, redirect(reauth_redirect_target()))
         if isinstance(error, ServiceUnavailable):
             # Which store failed is for the operator; every client reads SPEC §9's one sentence.
             log.error("%s: %s", error.message, describe(error.__cause__))
