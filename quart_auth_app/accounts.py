@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .errors import (
+    AccountDisabled,
     EmailNotVerified,
     InvalidCredentials,
     InvalidInput,
@@ -67,6 +68,8 @@ class Accounts:
         except InvalidCredentials:
             await self.throttle.record_failure(email, address)
             raise
+        if not user.is_active:
+            raise AccountDisabled()
         if self.require_verified_email and not user.email_verified:
             raise EmailNotVerified()
         # Asked only once the password is right: a wrong one never tells whether TOTP is on.

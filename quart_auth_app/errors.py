@@ -49,6 +49,22 @@ class EmailNotVerified(Forbidden):
     )
 
 
+class AccountDisabled(Forbidden):
+    """The right password for a deactivated account (told only after the password matched)."""
+
+    message = "Account disabled"
+
+
+class InsufficientPermissions(Forbidden):
+    """A valid caller without a role or scope the route needs (RFC 6750 §3.1)."""
+
+    message = "Insufficient permissions"
+
+    def __init__(self, needed: tuple[str, ...]) -> None:
+        super().__init__()
+        self.needed = needed
+
+
 class NotFound(AppError):
     message = "Not found"
 

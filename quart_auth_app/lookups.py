@@ -15,16 +15,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from .models import LoginSession, User
 from .rules import email_key
 
+# Every column of a user, its current roles (User.role_names) and is_active among them.
 USER_COLUMNS = tuple(prop.key for prop in User.__mapper__.column_attrs)
 USER_SELECT = tuple(prop.columns[0] for prop in User.__mapper__.column_attrs)
+# What makes a session live beyond naming it: not revoked, and its account not deactivated.
+LIVE = (LoginSession.revoked_at.is_(None), User.is_active.is_(True))
 # The one statement that says whether a session is live, and whose user it is.
 LIVE_USER = (
     select(*USER_SELECT)
     .join(LoginSession, LoginSession.user_id == User.id)
     .where(
         LoginSession.id == bindparam("session_id"),
-        LoginSession.revoked_at.is_(None),
         User.public_id == bindparam("public_id"),
+        *LIVE,
     )
 )
 

@@ -1,9 +1,11 @@
-"""Database tables: users, login sessions (refresh-token families), refresh and mail tokens, second factors."""
+"""Database tables: users and their roles, login sessions (refresh-token families), refresh
+tokens, mail tokens, second factors."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -13,9 +15,17 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    select,
+    true,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import GenericFunction
 from sqlalchemy.types import TypeDecorator
+
+# What separates role names in User.role_names; a role name never holds it (permissions.NAME).
+ROLE_SEPARATOR = " "
 
 
 def utcnow() -> datetime:
@@ -49,6 +59,34 @@ class Base(DeclarativeBase):
     pass
 
 
+class role_list(GenericFunction[str]):
+    """The role names of a group of rows joined by ROLE_SEPARATOR (NULL when there are none)."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(role_list)
+def _role_list_sqlite(element: role_list, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"group_concat({compiler.process(element.clauses, **kw)}, '{ROLE_SEPARATOR}')"
+
+
+@compiles(role_list, "postgresql")
+def _role_list_postgresql(element: role_list, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"string_agg({compiler.process(element.clauses, **kw)}, '{ROLE_SEPARATOR}')"
+
+
+class UserRole(Base):
+    """One role a user holds (SPEC §10); `admin` is the one the app itself knows."""
+
+    __tablename__ = "user_roles"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(50), primary_key=True)
+
+
 class User(Base):
     __tablename__ = "users"
 
@@ -65,6 +103,24 @@ class User(Base):
     password: Mapped[str] = mapped_column(String(255))
     email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # False: a deactivated account (SPEC §10): no login, no token, no mail.
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # Read with every user row, so the access check learns the current roles in the same
+    # single read that finds the session (no second query per protected request).
+    role_names: Mapped[str | None] = column_property(
+        select(role_list(UserRole.role))
+        .where(UserRole.user_id == id)
+        .correlate_except(UserRole)
+        .scalar_subquery()
+    )
+
+    @property
+    def roles(self) -> frozenset[str]:
+        """The roles this user held when the row was read."""
+        # Not loaded on a user inserted in this request (no lazy load in async code): such a
+        # user holds no roles yet.
+        names = self.__dict__.get("role_names")
+        return frozenset(names.split(ROLE_SEPARATOR)) if names else frozenset()
 
 
 class LoginSession(Base):

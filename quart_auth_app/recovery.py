@@ -76,7 +76,7 @@ async def claim(db: AsyncSession, token: str, purpose: str) -> User:
     if row is None:
         raise InvalidMailToken()
     stored, user = row
-    live = stored.used_at is None and stored.expires_at > utcnow()
+    live = stored.used_at is None and stored.expires_at > utcnow() and user.is_active
     if not live or not hmac.compare_digest(stored.binding, binding(user, purpose)):
         raise InvalidMailToken()
     return user
@@ -146,10 +146,10 @@ async def verify_email(db: AsyncSession, token: str) -> User:
 async def token_for(
     db: AsyncSession, throttle: Throttle, purpose: str, email: str
 ) -> tuple[User, str] | None:
-    """A new token for the account at `email`, or None: no account, nothing to verify, or the
-    address had enough mail of this purpose for now."""
+    """A new token for the account at `email`, or None: no account, a deactivated one, nothing
+    to verify, or the address had enough mail of this purpose for now."""
     user = await find_by_email(db, email)
-    if user is None or (purpose == VERIFY and user.email_verified):
+    if user is None or not user.is_active or (purpose == VERIFY and user.email_verified):
         return None
     if not await throttle.mail_allowed(purpose, user.email_key):
         log.info("not sending another %s mail: the address had enough for now", purpose)

@@ -174,7 +174,7 @@ class SessionService:
         """Open a new family for a login and issue its first pair (Core inserts, no ORM)."""
         now = utcnow()
         session_id = secrets.token_urlsafe(16)
-        pair, token_row = self._pair(user.public_id, session_id, SignIn(int(now.timestamp()), amr))
+        pair, token_row = self._pair(user, session_id, SignIn(int(now.timestamp()), amr))
         session_row = {
             "id": session_id,
             "user_id": user.id,
@@ -217,7 +217,7 @@ class SessionService:
             .values(last_used_at=now, expires_at=now + self._refresh_lifetime())
         )
         sign_in = SignIn(claims.auth_time, claims.amr)
-        pair, token_row = self._pair(user.public_id, claims.session_id, sign_in)
+        pair, token_row = self._pair(user, claims.session_id, sign_in)
         await conn.execute(insert(REFRESH_TOKENS), token_row)
         await db.commit()
         return Rotated(user, pair)
@@ -226,7 +226,7 @@ class SessionService:
         self, db: AsyncSession, user: User, session_id: str, amr: tuple[str, ...]
     ) -> TokenPair:
         """A new pair for the same session after a re-authentication: its sign-in is now."""
-        pair, token_row = self._pair(user.public_id, session_id, SignIn(int(time.time()), amr))
+        pair, token_row = self._pair(user, session_id, SignIn(int(time.time()), amr))
         async with self.store.write_turn():
             conn = await db.connection()
             await conn.execute(insert(REFRESH_TOKENS), token_row)
@@ -335,16 +335,19 @@ class SessionService:
         return await self.store.live_user(claims.session_id, claims.public_id)
 
     def _pair(
-        self, public_id: str, session_id: str, sign_in: SignIn
+        self, user: User, session_id: str, sign_in: SignIn
     ) -> tuple[TokenPair, dict[str, Any]]:
         """A new token pair, and the row recording its refresh token's digest.
 
         Both tokens carry the sign-in's time and methods: the refresh token hands them on to
-        the pair its rotation makes, so no table has to remember them.
+        the pair its rotation makes, so no table has to remember them. The roles are for the
+        client to read; the access check uses the ones it reads.
         """
         claims = {"auth_time": sign_in.auth_time, "amr": list(sign_in.amr)}
-        access = self.tokens.issue(public_id, session_id, "access", **claims)
-        refresh = self.tokens.issue(public_id, session_id, "refresh", **claims)
+        access = self.tokens.issue(
+            user.public_id, session_id, "access", roles=sorted(user.roles), **claims
+        )
+        refresh = self.tokens.issue(user.public_id, session_id, "refresh", **claims)
         row = {
             "digest": token_digest(refresh.token),
             "session_id": session_id,

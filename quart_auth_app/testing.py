@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,9 @@ from quart.testing import QuartClient
 from quart.typing import TestClientProtocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .lookups import find_by_email
 from .models import User
+from .roles import grant
 from .services import Services
 from .sessions import TokenPair
 from .users import create_user, mark_verified
@@ -59,8 +62,9 @@ async def make_user(
     password: str = DEFAULT_PASSWORD,
     *,
     verified: bool = False,
+    roles: Iterable[str] = (),
 ) -> User:
-    """Create a user directly in the app's database."""
+    """Create a user directly in the app's database, holding `roles` (e.g. `["admin"]`)."""
     email = email or f"user-{uuid.uuid4().hex[:10]}@example.com"
     services = app_services(app)
     async with services.db_sessions() as db:
@@ -68,6 +72,11 @@ async def make_user(
         if verified:
             await mark_verified(db, user.id)
             user.email_verified = True
+        for role in roles:
+            await grant(db, user.id, role)
+        if roles:
+            # Read back as the access check reads it, so `user.roles` says what was granted.
+            user = await find_by_email(db, email) or user
     return user
 
 

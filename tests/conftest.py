@@ -8,7 +8,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,11 +105,17 @@ def app_config(database_url: str, accelerations: bool, tmp_path: Path) -> dict[s
 
 
 @contextlib.asynccontextmanager
-async def running_app(config: dict[str, Any]) -> AsyncIterator[Quart]:
-    """An app on a fresh database, started (before_serving hooks run) for the block."""
+async def running_app(
+    config: dict[str, Any], prepare: Callable[[Quart], None] | None = None
+) -> AsyncIterator[Quart]:
+    """An app on a fresh database, started (before_serving hooks run) for the block.
+
+    `prepare` adds what a test needs (routes of its own) before the app starts."""
     if config["DATABASE_URL"].startswith("postgresql"):
         await reset_postgres(config["DATABASE_URL"])
     application = create_app(config)
+    if prepare is not None:
+        prepare(application)
     async with application.test_app():
         yield application
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnClause
 
 from ..config import DEFAULT_DATABASE_TIMEOUT
-from ..lookups import BY_EMAIL, USER_COLUMNS, USER_SELECT
+from ..lookups import BY_EMAIL, LIVE, USER_COLUMNS, USER_SELECT
 from ..models import LoginSession, User
 from ..rules import email_key
 from .sqlite_thread import SqliteThread, compiled_sql
@@ -43,7 +43,7 @@ LIVE_USERS = (
             User.public_id == func.json_extract(WANTED.c.value, SECOND),
         ),
     )
-    .where(LoginSession.revoked_at.is_(None))
+    .where(*LIVE)
 )
 
 

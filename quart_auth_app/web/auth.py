@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import wraps
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 from quart import after_this_request, request
 from werkzeug.sansio.response import Response
 
 from ..errors import ReauthRequired, RefreshRaced, TokenInvalid, TokenMissing
 from ..models import User
+from ..permissions import Needs
 from ..sessions import TokenPair
 from ..tokens import Claims
 from .http import client_address
@@ -132,8 +133,8 @@ def clear_auth_cookies(response: Response) -> None:
         response.delete_cookie(name, path="/", secure=secure, httponly=True, samesite="Lax")
 
 
-class Guard(Protocol):
-    """What `token_required(...)` with options returns: a decorator for any view."""
+class Gate(Protocol):
+    """What `token_required(roles=..., scopes=...)` returns: a decorator for one view."""
 
     def __call__(
         self, view: Callable[Concatenate[User, P], Awaitable[R]], /
@@ -142,36 +143,50 @@ class Guard(Protocol):
 
 @overload
 def token_required(
-    view: Callable[Concatenate[User, P], Awaitable[R]],
+    view: Callable[Concatenate[User, P], Awaitable[R]], /
 ) -> Callable[P, Awaitable[R]]: ...
 
 
 @overload
-def token_required(view: None = None, *, fresh: bool = False) -> Guard: ...
+def token_required(
+    *, roles: Iterable[str] = (), scopes: Iterable[str] = (), fresh: bool = False
+) -> Gate: ...
 
 
 def token_required(
-    view: Callable[Concatenate[User, P], Awaitable[R]] | None = None, *, fresh: bool = False
-) -> Callable[P, Awaitable[R]] | Guard:
+    view: Callable[Concatenate[User, P], Awaitable[R]] | None = None,
+    /,
+    *,
+    roles: Iterable[str] = (),
+    scopes: Iterable[str] = (),
+    fresh: bool = False,
+) -> Callable[P, Awaitable[R]] | Gate:
     """Let the view run only for a valid access token; pass it the user first, as the tutorial.
 
-    `fresh=True` also wants a sign-in within JWT_FRESH_SECONDS (RFC 9470 step-up): older ones
-    get 401 "Recent authentication required", and POST /reauth makes them fresh again.
+    With `roles`, the user must hold every one (read on this request: a revoked role holds at
+    once); with `scopes`, a personal access token must carry every one. Either missing is a 403.
+    With `fresh`, the sign-in behind the token must be within JWT_FRESH_SECONDS (RFC 9470
+    step-up): an older one is a 401 "Recent authentication required", and POST /reauth makes
+    it fresh again.
     """
+    gate = _gate(Needs.of(roles, scopes), fresh)
+    return gate if view is None else gate(view)
 
-    def guard(inner: Callable[Concatenate[User, P], Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-        @wraps(inner)
+
+def _gate(needs: Needs, fresh: bool) -> Gate:
+    def gate(view: Callable[Concatenate[User, P], Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @wraps(view)
         async def gated(*args: P.args, **kwargs: P.kwargs) -> R:
             state().protected = True
             caller = await authenticate_request()
+            needs.check(caller.user.roles, caller.scopes)
             if fresh:
                 require_fresh(caller.claims)
-            return await inner(caller.user, *args, **kwargs)
+            return await view(caller.user, *args, **kwargs)
 
         return gated
 
-    # `guard` is generic in the view it is given; mypy binds it to this call's P and R.
-    return guard(view) if view is not None else cast(Guard, guard)
+    return gate
 
 
 def require_fresh(claims: Claims) -> None:

@@ -17,6 +17,7 @@ from ..errors import (
     Conflict,
     EmailTaken,
     Forbidden,
+    InsufficientPermissions,
     InvalidCredentials,
     InvalidInput,
     InvalidMailToken,
@@ -62,6 +63,9 @@ def headers_of(error: AppError) -> dict[str, str]:
     """The headers that go with a domain error (RFC 6750, Retry-After)."""
     if isinstance(error, TokenMissing):
         return {"WWW-Authenticate": "Bearer"}
+    if isinstance(error, InsufficientPermissions):
+        needed = " ".join(error.needed)
+        return {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{needed}"'}
     if isinstance(error, ReauthRequired):
         # RFC 9470 §3: the client may step up and retry.
         return {

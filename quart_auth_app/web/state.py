@@ -24,6 +24,8 @@ class Caller:
 
     user: User
     claims: Claims
+    # None: a login session, limited by its user's roles only; else the token's scopes.
+    scopes: frozenset[str] | None = None
 
 
 @dataclass

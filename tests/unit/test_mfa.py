@@ -207,9 +207,7 @@ async def test_two_requests_racing_with_one_code_cannot_both_win(
         row = await first.get(UserTotp, user.id)
         assert row is not None
         await second.execute(
-            update(UserTotp)
-            .where(UserTotp.user_id == user.id)
-            .values(last_step=totp.timecode(T0))
+            update(UserTotp).where(UserTotp.user_id == user.id).values(last_step=totp.timecode(T0))
         )
         await second.commit()
         # `first` still holds the row as it was before the other request's code: only the

@@ -39,13 +39,13 @@ async def change_own_password(user: User, body: ChangePasswordIn) -> None:
 
 
 @blueprint.get("/me")
-@token_required
+@token_required(scopes=["profile:read"])
 async def me(user: User) -> ResponseReturnValue:
     return model_json(me_out(user))
 
 
 @blueprint.patch("/me")
-@token_required
+@token_required(scopes=["profile:write"])
 async def update_me(user: User) -> ResponseReturnValue:
     body = await form_input(UpdateMeIn)
     return model_json(me_out(await rename(request_db(), user, body.name)))

@@ -72,7 +72,7 @@ async def login() -> ResponseReturnValue:
 
 
 @blueprint.get("/dashboard")
-@token_required
+@token_required(scopes=["profile:read"])
 async def dashboard(user: User) -> ResponseReturnValue:
     message = f"Welcome {user.name}! You are logged in."
     if wants_html():

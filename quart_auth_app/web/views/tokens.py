@@ -80,7 +80,7 @@ async def logout_all(user: User) -> ResponseReturnValue:
 
 
 @blueprint.get("/me/sessions")
-@token_required
+@token_required(scopes=["sessions"])
 async def list_sessions(user: User) -> ResponseReturnValue:
     current = current_claims().session_id
     rows = await services().sessions.list_live(request_db(), user.id)
@@ -99,7 +99,7 @@ async def list_sessions(user: User) -> ResponseReturnValue:
 
 
 @blueprint.delete("/me/sessions/<session_id>")
-@token_required
+@token_required(scopes=["sessions"])
 async def revoke_session(user: User, session_id: str) -> ResponseReturnValue:
     if not await services().sessions.revoke(request_db(), user.id, session_id):
         raise NotFound("Session not found")
