@@ -84,6 +84,15 @@ class MfaRequired(Forbidden):
         self.mfa_token = mfa_token
 
 
+class MfaEnrollmentRequired(Forbidden):
+    """MFA_REQUIRED_ROLES names a role of this user, who has no second factor yet."""
+
+    message = (
+        "Two-factor authentication is required for your account: "
+        "set it up (POST /me/mfa/totp, or the account page) first."
+    )
+
+
 class InvalidMfaCode(AppError):
     message = "Invalid two-factor code"
 

@@ -10,7 +10,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 from quart import after_this_request, request
 from werkzeug.sansio.response import Response
 
-from ..errors import ReauthRequired, RefreshRaced, TokenInvalid, TokenMissing
+from ..errors import MfaEnrollmentRequired, ReauthRequired, RefreshRaced, TokenInvalid, TokenMissing
 from ..models import User
 from ..permissions import Needs
 from ..sessions import TokenPair
@@ -182,11 +182,40 @@ def _gate(needs: Needs, fresh: bool) -> Gate:
             needs.check(caller.user.roles, caller.scopes)
             if fresh:
                 require_fresh(caller.claims)
+            await require_enrollment(caller.user)
             return await view(caller.user, *args, **kwargs)
 
         return gated
 
     return gate
+
+
+# What a user who must enroll (MFA_REQUIRED_ROLES) may still do: set up TOTP, or leave.
+ENROLLMENT_ENDPOINTS = frozenset(
+    {
+        "mfa.enroll",
+        "mfa.confirm",
+        "mfa_page.setup",
+        "mfa_page.confirm",
+        "mfa_page.download_codes",
+        "browser.account",
+        "tokens.logout",
+        "tokens.logout_all",
+    }
+)
+
+
+async def require_enrollment(user: User) -> None:
+    """MfaEnrollmentRequired for a user whose role needs TOTP and who has none yet.
+
+    Asked only of users holding such a role, so nobody else pays for the look-up.
+    """
+    app_services = services()
+    required = app_services.settings.mfa_required_roles
+    if not required or user.roles.isdisjoint(required) or request.endpoint in ENROLLMENT_ENDPOINTS:
+        return
+    if not await app_services.accounts.mfa.enabled(request_db(), user.id):
+        raise MfaEnrollmentRequired()
 
 
 def require_fresh(claims: Claims) -> None:

@@ -22,6 +22,7 @@ from ..errors import (
     InvalidInput,
     InvalidMailToken,
     InvalidMfaCode,
+    MfaEnrollmentRequired,
     NotFound,
     ReauthRequired,
     ServiceUnavailable,
@@ -169,6 +170,8 @@ def register_error_handlers(app: Quart) -> None:
             message = f"Too many attempts. {retry_hint(error.retry_after)}"
         if isinstance(error, ReauthRequired) and wants_html():
             return cast(Response, redirect(reauth_redirect_target()))
+        if isinstance(error, MfaEnrollmentRequired) and wants_html():
+            return cast(Response, redirect("/account#two-factor"))
         if isinstance(error, ServiceUnavailable):
             # Which store failed is for the operator; every client reads SPEC §9's one sentence.
             log.error("%s: %s", error.message, describe(error.__cause__))
