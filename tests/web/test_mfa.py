@@ -19,7 +19,7 @@ from quart_auth_app.mfa import WRONG_CODE
 from quart_auth_app.models import MfaChallenge, utcnow
 from quart_auth_app.testing import DEFAULT_PASSWORD, make_user
 
-from ..conftest import BROWSER, bearer
+from ..conftest import BROWSER, bearer, running_app
 from .test_mail_flows import Inbox, free_port, mails_to, text_of
 
 EMAIL = "ann@example.com"
@@ -183,7 +183,7 @@ async def test_regenerated_codes_replace_the_old_set(
 
 
 async def test_disabling_needs_password_code_and_a_recent_sign_in(
-    app: Quart, client: Any, ann: Any, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+    app: Quart, client: Any, ann: Any, inbox: Inbox
 ) -> None:
     token = await access_token(client)
     totp, _ = await enroll(client, token)
@@ -256,9 +256,7 @@ async def test_reauth_gives_fresh_tokens_for_the_same_session(
     assert claims_of((await refreshed.get_json())["access_token"])["auth_time"] == new["auth_time"]
 
 
-async def test_reauth_with_totp_on_needs_the_code(
-    client: Any, ann: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_reauth_with_totp_on_needs_the_code(client: Any, ann: Any) -> None:
     token = await access_token(client)
     totp, _ = await enroll(client, token)
     missing = await client.post(
@@ -274,7 +272,7 @@ async def test_reauth_with_totp_on_needs_the_code(
 
 
 async def test_browsers_get_the_code_page_then_the_dashboard(client: Any, ann: Any) -> None:
-    totp, codes = await enroll(client, await access_token(client))
+    totp, _ = await enroll(client, await access_token(client))
     page = await client.post("/login", form=LOGIN, headers=BROWSER)
     assert page.status_code == 200
     html = await page.get_data(as_text=True)
@@ -351,11 +349,7 @@ async def test_the_setup_page_draws_the_qr_code_inline_within_the_csp(
     assert forged.status_code == 400
 
 
-async def test_a_role_that_requires_mfa_allows_only_enrollment(
-    app: Quart, app_config: dict[str, Any]
-) -> None:
-    from ..conftest import running_app
-
+async def test_a_role_that_requires_mfa_allows_only_enrollment(app_config: dict[str, Any]) -> None:
     async with running_app({**app_config, "MFA_REQUIRED_ROLES": "admin"}) as strict:
         await make_user(strict, name="Ann", email=EMAIL, roles=["admin"])
         client = strict.test_client()
