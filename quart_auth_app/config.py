@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from cryptography.fernet import Fernet
+
 from .allowed_hosts import HostPattern, parse_pattern
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,12 @@ class Settings:
     jwt_refresh_token_expires: int = 1_209_600
     jwt_refresh_grace_seconds: int = 10
     jwt_leeway_seconds: int = 0
+    # A sign-in older than this is not fresh enough for `token_required(fresh=True)` routes.
+    jwt_fresh_seconds: int = 600
+    # Fernet keys for TOTP secrets at rest, the first encrypts; empty: derived from SECRET_KEY.
+    mfa_encryption_keys: tuple[str, ...] = field(default=(), repr=False)
+    # Users with any of these roles must set up a second factor before using their account.
+    mfa_required_roles: tuple[str, ...] = ()
     cookie_secure: CookieSecure = "auto"
     argon2_memory_cost: int = 19_456
     argon2_time_cost: int = 2
@@ -218,6 +226,22 @@ def _public_url(name: str, raw: str) -> str | None:
     return value or None
 
 
+def _fernet_keys(name: str, raw: str) -> tuple[str, ...]:
+    keys = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for key in keys:
+        try:
+            Fernet(key)
+        except ValueError:
+            raise ConfigError(
+                name, "expected Fernet keys (32 url-safe base64 bytes each), comma-separated"
+            ) from None
+    return keys
+
+
+def _names(name: str, raw: str) -> tuple[str, ...]:
+    return tuple(sorted({part.strip() for part in raw.split(",") if part.strip()}))
+
+
 def _allowed_hosts(name: str, raw: str) -> tuple[HostPattern, ...]:
     entries = [part for part in raw.split(",") if part.strip()]
     if raw.strip() and not entries:
@@ -241,6 +265,9 @@ PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "JWT_REFRESH_TOKEN_EXPIRES": ("jwt_refresh_token_expires", _integer(1)),
     "JWT_REFRESH_GRACE_SECONDS": ("jwt_refresh_grace_seconds", _integer(0, 300)),
     "JWT_LEEWAY_SECONDS": ("jwt_leeway_seconds", _integer(0, MAX_LEEWAY_SECONDS)),
+    "JWT_FRESH_SECONDS": ("jwt_fresh_seconds", _integer(1)),
+    "MFA_ENCRYPTION_KEY": ("mfa_encryption_keys", _fernet_keys),
+    "MFA_REQUIRED_ROLES": ("mfa_required_roles", _names),
     "COOKIE_SECURE": ("cookie_secure", _cookie_secure),
     "ARGON2_MEMORY_COST": ("argon2_memory_cost", _integer(8 * 1024, 4 * 1024 * 1024)),
     "ARGON2_TIME_COST": ("argon2_time_cost", _integer(1, 64)),

@@ -69,6 +69,50 @@ class NotFound(AppError):
     message = "Not found"
 
 
+class Conflict(AppError):
+    message = "Conflict"
+
+
+class MfaRequired(Forbidden):
+    """A right password on an account with a second factor: the login goes on at /login/mfa."""
+
+    message = "Two-factor code required"
+    methods = ("totp", "recovery_code")
+
+    def __init__(self, mfa_token: str) -> None:
+        super().__init__()
+        self.mfa_token = mfa_token
+
+
+class MfaEnrollmentRequired(Forbidden):
+    """MFA_REQUIRED_ROLES names a role of this user, who has no second factor yet."""
+
+    message = (
+        "Two-factor authentication is required for your account: "
+        "set it up (POST /me/mfa/totp, or the account page) first."
+    )
+
+
+class InvalidMfaCode(AppError):
+    message = "Invalid two-factor code"
+
+
+class MfaChallengeInvalid(InvalidMfaCode):
+    """An mfa_token that is unknown, used, expired or out of attempts: log in again."""
+
+    message = "Two-factor sign-in expired. Please log in again."
+
+
+class ReauthRequired(AppError):
+    """The sign-in behind the token is older than JWT_FRESH_SECONDS (RFC 9470)."""
+
+    message = "Recent authentication required"
+
+    def __init__(self, max_age: int) -> None:
+        super().__init__()
+        self.max_age = max_age
+
+
 class InvalidMailToken(AppError):
     """A reset or verification token that is unknown, used, expired, stale or for another flow."""
 

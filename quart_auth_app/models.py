@@ -1,5 +1,5 @@
 """Database tables: users and their roles, login sessions (refresh-token families), refresh
-tokens, mail tokens."""
+tokens, mail tokens, second factors."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -161,4 +162,41 @@ class MailToken(Base):
     # The password hash (or email) the token was issued against: a change makes it stale.
     binding: Mapped[bytes] = mapped_column(LargeBinary(32))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class UserTotp(Base):
+    """A user's TOTP secret (encrypted); live once `confirmed_at` is set by a first good code."""
+
+    __tablename__ = "user_totp"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    secret: Mapped[bytes] = mapped_column(LargeBinary(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # The last time step a code was accepted for: a code is good once (RFC 6238 §5.2).
+    last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+
+class RecoveryCode(Base):
+    """A digest of one single-use recovery code."""
+
+    __tablename__ = "recovery_codes"
+
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class MfaChallenge(Base):
+    """A digest of an mfa_token: a right password waiting for its second factor."""
+
+    __tablename__ = "mfa_challenges"
+
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

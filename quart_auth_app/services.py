@@ -17,6 +17,7 @@ from .accounts import Accounts
 from .config import Settings
 from .live_sockets import SocketWatch
 from .mail import Mailer, build_mailer
+from .mfa import SecondFactor, SecretBox
 from .passwords import PasslibScheme, PasswordHasher, SchemeFactory
 from .revocation import DatabaseOnly, RedisRevocationList, RevocationFeed, RevocationList
 from .sessions import EngineStore, SessionService, SessionStore
@@ -117,7 +118,13 @@ def open_services(settings: Settings, keys: KeySet | None = None) -> Services:
         sessions=sessions,
         store=store,
         throttle=throttle,
-        accounts=Accounts(hasher, sessions, throttle, settings.require_verified_email),
+        accounts=Accounts(
+            hasher,
+            sessions,
+            throttle,
+            settings.require_verified_email,
+            SecondFactor(SecretBox.from_settings(settings), settings.jwt_issuer),
+        ),
         redis=redis,
         mailer=build_mailer(settings),
         sockets=SocketWatch(store),

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import re
 import secrets
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,6 +33,9 @@ CLEANUP_BATCH = 500
 LIVE_BATCH = 900
 # A (session id, public id) pair, as an access token's claims name a session.
 SessionKey = tuple[str, str]
+# RFC 8176 method references: a password, and a password with a one-time code.
+PASSWORD_ONLY = ("pwd",)
+PASSWORD_AND_OTP = ("pwd", "otp")
 # Session ids are token_urlsafe(16); anything else cannot name a session (and never reaches SQL).
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 # The tables themselves, for login's Core inserts.
@@ -148,6 +152,14 @@ class TokenPair:
 
 
 @dataclass(frozen=True)
+class SignIn:
+    """When and how (RFC 8176 methods) the person behind a session last proved who they are."""
+
+    auth_time: int
+    amr: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Rotated:
     """A successful refresh: the user it was for and their new tokens."""
 
@@ -171,12 +183,16 @@ class SessionService:
         self.grace = timedelta(seconds=grace_seconds)
 
     async def start(
-        self, user: User, user_agent: str | None, client_address: str | None
+        self,
+        user: User,
+        user_agent: str | None,
+        client_address: str | None,
+        amr: tuple[str, ...] = PASSWORD_ONLY,
     ) -> TokenPair:
         """Open a new family for a login and issue its first pair (Core inserts, no ORM)."""
         now = utcnow()
         session_id = secrets.token_urlsafe(16)
-        pair, token_row = self._pair(user, session_id)
+        pair, token_row = self._pair(user, session_id, SignIn(int(now.timestamp()), amr))
         session_row = {
             "id": session_id,
             "user_id": user.id,
@@ -218,10 +234,22 @@ class SessionService:
             .where(LoginSession.id == claims.session_id)
             .values(last_used_at=now, expires_at=now + self._refresh_lifetime())
         )
-        pair, token_row = self._pair(user, claims.session_id)
+        sign_in = SignIn(claims.auth_time, claims.amr)
+        pair, token_row = self._pair(user, claims.session_id, sign_in)
         await conn.execute(insert(REFRESH_TOKENS), token_row)
         await db.commit()
         return Rotated(user, pair)
+
+    async def reissue(
+        self, db: AsyncSession, user: User, session_id: str, amr: tuple[str, ...]
+    ) -> TokenPair:
+        """A new pair for the same session after a re-authentication: its sign-in is now."""
+        pair, token_row = self._pair(user, session_id, SignIn(int(time.time()), amr))
+        async with self.store.write_turn():
+            conn = await db.connection()
+            await conn.execute(insert(REFRESH_TOKENS), token_row)
+            await db.commit()
+        return pair
 
     async def user_for_access(self, token: str) -> tuple[User, Claims]:
         """The user behind a valid, unrevoked access token, else TokenInvalid."""
@@ -324,11 +352,20 @@ class SessionService:
             return None
         return await self.store.live_user(claims.session_id, claims.public_id)
 
-    def _pair(self, user: User, session_id: str) -> tuple[TokenPair, dict[str, Any]]:
-        """A new token pair, and the row recording its refresh token's digest."""
-        # The roles are for the client to read; the access check uses the ones it reads.
-        access = self.tokens.issue(user.public_id, session_id, "access", roles=sorted(user.roles))
-        refresh = self.tokens.issue(user.public_id, session_id, "refresh")
+    def _pair(
+        self, user: User, session_id: str, sign_in: SignIn
+    ) -> tuple[TokenPair, dict[str, Any]]:
+        """A new token pair, and the row recording its refresh token's digest.
+
+        Both tokens carry the sign-in's time and methods: the refresh token hands them on to
+        the pair its rotation makes, so no table has to remember them. The roles are for the
+        client to read; the access check uses the ones it reads.
+        """
+        claims = {"auth_time": sign_in.auth_time, "amr": list(sign_in.amr)}
+        access = self.tokens.issue(
+            user.public_id, session_id, "access", roles=sorted(user.roles), **claims
+        )
+        refresh = self.tokens.issue(user.public_id, session_id, "refresh", **claims)
         row = {
             "digest": token_digest(refresh.token),
             "session_id": session_id,

@@ -44,6 +44,10 @@ class Claims:
     type: TokenType
     issued_at: int
     expires_at: int
+    # When the person signed in (kept through refresh) and how (RFC 8176); tokens issued
+    # before these claims existed count as a sign-in at the epoch: never fresh.
+    auth_time: int = 0
+    amr: tuple[str, ...] = ("pwd",)
 
 
 @dataclass(frozen=True)
@@ -257,4 +261,16 @@ def _claims(payload: dict[str, Any]) -> Claims:
         type=payload["type"],
         issued_at=int(payload["iat"]),
         expires_at=int(payload["exp"]),
+        auth_time=_auth_time(payload.get("auth_time")),
+        amr=_amr(payload.get("amr")),
     )
+
+
+def _auth_time(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _amr(value: Any) -> tuple[str, ...]:
+    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    return ("pwd",)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from functools import wraps
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast, overload
@@ -9,7 +10,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast, overloa
 from quart import after_this_request, has_websocket_context, request, websocket
 from werkzeug.sansio.response import Response
 
-from ..errors import RefreshRaced, TokenInvalid, TokenMissing
+from ..errors import MfaEnrollmentRequired, ReauthRequired, RefreshRaced, TokenInvalid, TokenMissing
 from ..models import User
 from ..permissions import Needs
 from ..sessions import TokenPair
@@ -148,7 +149,9 @@ def token_required(
 
 
 @overload
-def token_required(*, roles: Iterable[str] = (), scopes: Iterable[str] = ()) -> Gate: ...
+def token_required(
+    *, roles: Iterable[str] = (), scopes: Iterable[str] = (), fresh: bool = False
+) -> Gate: ...
 
 
 def token_required(
@@ -157,17 +160,21 @@ def token_required(
     *,
     roles: Iterable[str] = (),
     scopes: Iterable[str] = (),
+    fresh: bool = False,
 ) -> Callable[P, Awaitable[R]] | Gate:
     """Let the view run only for a valid access token; pass it the user first, as the tutorial.
 
     With `roles`, the user must hold every one (read on this request: a revoked role holds at
     once); with `scopes`, a personal access token must carry every one. Either missing is a 403.
+    With `fresh`, the sign-in behind the token must be within JWT_FRESH_SECONDS (RFC 9470
+    step-up): an older one is a 401 "Recent authentication required", and POST /reauth makes
+    it fresh again.
     """
-    gate = _gate(Needs.of(roles, scopes))
+    gate = _gate(Needs.of(roles, scopes), fresh)
     return gate if view is None else gate(view)
 
 
-def _gate(needs: Needs) -> Gate:
+def _gate(needs: Needs, fresh: bool) -> Gate:
     def gate(view: Callable[Concatenate[User, P], Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         @wraps(view)
         async def gated(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -177,6 +184,9 @@ def _gate(needs: Needs) -> Gate:
             state().protected = True
             caller = await authenticate_request()
             needs.check(caller.user.roles, caller.scopes)
+            if fresh:
+                require_fresh(caller.claims)
+            await require_enrollment(caller.user)
             return await view(caller.user, *args, **kwargs)
 
         return gated
@@ -194,6 +204,41 @@ def handshake_token() -> str | None:
     if header is not None:
         return header
     return websocket.cookies.get(ACCESS_COOKIE) or None
+
+
+# What a user who must enroll (MFA_REQUIRED_ROLES) may still do: set up TOTP, or leave.
+ENROLLMENT_ENDPOINTS = frozenset(
+    {
+        "mfa.enroll",
+        "mfa.confirm",
+        "mfa_page.setup",
+        "mfa_page.confirm",
+        "mfa_page.download_codes",
+        "browser.account",
+        "tokens.logout",
+        "tokens.logout_all",
+    }
+)
+
+
+async def require_enrollment(user: User) -> None:
+    """MfaEnrollmentRequired for a user whose role needs TOTP and who has none yet.
+
+    Asked only of users holding such a role, so nobody else pays for the look-up.
+    """
+    app_services = services()
+    required = app_services.settings.mfa_required_roles
+    if not required or user.roles.isdisjoint(required) or request.endpoint in ENROLLMENT_ENDPOINTS:
+        return
+    if not await app_services.accounts.mfa.enabled(request_db(), user.id):
+        raise MfaEnrollmentRequired()
+
+
+def require_fresh(claims: Claims) -> None:
+    """ReauthRequired unless the token's sign-in is recent enough."""
+    max_age = services().settings.jwt_fresh_seconds
+    if time.time() - claims.auth_time > max_age:
+        raise ReauthRequired(max_age)
 
 
 def current_caller() -> Caller:

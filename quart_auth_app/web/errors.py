@@ -14,13 +14,17 @@ from werkzeug.exceptions import HTTPException
 
 from ..errors import (
     AppError,
+    Conflict,
     EmailTaken,
     Forbidden,
     InsufficientPermissions,
     InvalidCredentials,
     InvalidInput,
     InvalidMailToken,
+    InvalidMfaCode,
+    MfaEnrollmentRequired,
     NotFound,
+    ReauthRequired,
     ServiceUnavailable,
     Throttled,
     TokenMissing,
@@ -40,9 +44,12 @@ STATUS: dict[type[AppError], int] = {
     EmailTaken: 400,
     InvalidMailToken: 400,
     InvalidCredentials: 401,
+    InvalidMfaCode: 401,
     TokenMissing: 401,
+    ReauthRequired: 401,
     Forbidden: 403,
     NotFound: 404,
+    Conflict: 409,
     Throttled: 429,
     ServiceUnavailable: 503,
 }
@@ -60,6 +67,12 @@ def headers_of(error: AppError) -> dict[str, str]:
     if isinstance(error, InsufficientPermissions):
         needed = " ".join(error.needed)
         return {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{needed}"'}
+    if isinstance(error, ReauthRequired):
+        # RFC 9470 §3: the client may step up and retry.
+        return {
+            "WWW-Authenticate": 'Bearer error="insufficient_user_authentication", '
+            f"max_age={error.max_age}"
+        }
     if isinstance(error, Throttled):
         return {"Retry-After": str(error.retry_after)}
     if isinstance(error, ServiceUnavailable):
@@ -126,6 +139,12 @@ def login_redirect_target() -> str:
     return f"/login?next={quote(target, safe='')}"
 
 
+def reauth_redirect_target() -> str:
+    """/reauth, with the page to come back to: this one for a GET, else the account page."""
+    target = local_path(request.full_path.rstrip("?")) if request.method == "GET" else None
+    return f"/reauth?next={quote(target or '/account', safe='')}"
+
+
 async def render_error(status: int, message: str, errors: dict[str, str] | None = None) -> Response:
     """Answer an error in the shape the client asked for."""
     if wants_html():
@@ -149,6 +168,10 @@ def register_error_handlers(app: Quart) -> None:
         message = error.message
         if isinstance(error, Throttled) and wants_html():
             message = f"Too many attempts. {retry_hint(error.retry_after)}"
+        if isinstance(error, ReauthRequired) and wants_html():
+            return cast(Response, redirect(reauth_redirect_target()))
+        if isinstance(error, MfaEnrollmentRequired) and wants_html():
+            return cast(Response, redirect("/account#two-factor"))
         if isinstance(error, ServiceUnavailable):
             # Which store failed is for the operator; every client reads SPEC §9's one sentence.
             log.error("%s: %s", error.message, describe(error.__cause__))

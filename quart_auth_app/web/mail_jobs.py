@@ -1,4 +1,4 @@
-"""Mails that requests cause (verification, reset): rendered and sent after the response.
+"""Mails that requests cause (verification, reset, second-factor notices): sent after the response.
 
 The request does the same for every address and hands the rest to a background task: look-up,
 token and mail all happen after the response, so neither its body nor its timing tells whether
@@ -14,7 +14,7 @@ from quart import current_app, render_template, request
 
 from .. import recovery
 from ..mail import Mail
-from ..models import User
+from ..models import User, utcnow
 from .state import services
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,57 @@ def send_verification(email: str) -> None:
 def send_reset(email: str) -> None:
     """Mail a reset link if the address has an account."""
     _schedule(recovery.RESET, email)
+
+
+# Notices of second-factor changes: the person hears of them even if someone else made them.
+TOTP_DISABLED = "totp_disabled"
+CODES_REGENERATED = "codes_regenerated"
+RECOVERY_CODE_USED = "recovery_code_used"
+NOTICE_SUBJECTS = {
+    TOTP_DISABLED: "Two-factor authentication was turned off",
+    CODES_REGENERATED: "New recovery codes were made",
+    RECOVERY_CODE_USED: "A recovery code was used to sign in",
+}
+
+
+def send_totp_disabled(user: User) -> None:
+    """Tell the user their second factor was turned off."""
+    _schedule_notice(TOTP_DISABLED, user, {})
+
+
+def send_codes_regenerated(user: User) -> None:
+    """Tell the user their recovery codes were replaced."""
+    _schedule_notice(CODES_REGENERATED, user, {})
+
+
+def send_recovery_code_used(user: User, remaining: int) -> None:
+    """Tell the user a recovery code signed them in, and how many are left."""
+    _schedule_notice(RECOVERY_CODE_USED, user, {"remaining": remaining})
+
+
+def _schedule_notice(kind: str, user: User, context: dict[str, object]) -> None:
+    mail_context = {
+        "name": user.name,
+        "when": utcnow().strftime("%d %b %Y at %H:%M UTC"),
+        "link": f"{link_base()}/account",
+        **context,
+    }
+    current_app.add_background_task(notice_job, kind, user.email, mail_context)
+
+
+async def notice_job(kind: str, email: str, context: dict[str, object]) -> None:
+    """Render and send one notice; failures are logged, not raised."""
+    try:
+        await services().mailer.send(
+            Mail(
+                to=email,
+                subject=NOTICE_SUBJECTS[kind],
+                text=await render_template(f"mail/mfa_{kind}.txt", **context),
+                html=await render_template(f"mail/mfa_{kind}.html", **context),
+            )
+        )
+    except Exception as exc:
+        log.warning("could not send the %s mail: %s: %s", kind, type(exc).__name__, exc)
 
 
 def link_base() -> str:

@@ -39,14 +39,22 @@ from .schemas import (
     HealthOut,
     JwksOut,
     LoginIn,
+    LoginMfaIn,
     MeOut,
     MessageOut,
+    MfaRequiredOut,
+    ReauthIn,
+    RecoveryCodesOut,
     RefreshIn,
     ResendVerificationIn,
     ResetPasswordIn,
     SessionsOut,
     SignupIn,
     TokensOut,
+    TotpCodeIn,
+    TotpDisableIn,
+    TotpEnrollIn,
+    TotpEnrollmentOut,
     UpdateMeIn,
     UserOut,
     VerifyEmailIn,
@@ -59,6 +67,7 @@ ERROR_TEXT = {
     401: "Missing, invalid, expired or revoked token, or wrong credentials",
     403: "Cross-origin request refused, or email not verified",
     404: "Not found",
+    409: "Two-factor authentication is already on, or not on",
     413: "Request body too large (limit 64 KiB)",
     429: "Too many attempts: see Retry-After",
     503: "A backing store (database, revocation list) cannot be reached",
@@ -106,6 +115,71 @@ DOCS: dict[str, Doc] = {
         (*BODY_ERRORS, 401, 429),
         LoginIn,
         html_too=True,
+        description=(
+            "For an account with two-factor authentication, a right password answers 403 "
+            "with `mfa_required` and an `mfa_token` (valid 5 minutes) instead of tokens: "
+            "finish at POST /login/mfa."
+        ),
+        extra={403: MfaRequiredOut},
+    ),
+    "mfa.login_mfa": Doc(
+        "Finish a two-factor login with a TOTP `code` or a `recovery_code`",
+        "tutorial",
+        (200, TokensOut),
+        (*BODY_ERRORS, 401, 429),
+        LoginMfaIn,
+        html_too=True,
+        description=(
+            "401 `Invalid two-factor code` for a wrong code (five kill the mfa_token); 401 "
+            "`Two-factor sign-in expired. Please log in again.` for an mfa_token that is "
+            "unknown, used, expired or out of attempts. A TOTP code is accepted once."
+        ),
+    ),
+    "mfa.reauth": Doc(
+        "Step up: fresh tokens for this session after the password (and code when TOTP is on)",
+        "tokens",
+        (200, TokensOut),
+        (*BODY_ERRORS, *AUTH_ERRORS, 429),
+        ReauthIn,
+        auth=True,
+        html_too=True,
+        description=(
+            "The new tokens carry `auth_time` = now, so routes that want a recent sign-in "
+            "(401 `Recent authentication required`, `WWW-Authenticate: Bearer "
+            'error="insufficient_user_authentication", max_age=…`) accept them.'
+        ),
+    ),
+    "mfa.enroll": Doc(
+        "Start TOTP set-up (password required): the secret and its otpauth:// URI",
+        "two-factor",
+        (200, TotpEnrollmentOut),
+        (*BODY_ERRORS, *AUTH_ERRORS, 409, 429),
+        TotpEnrollIn,
+        auth=True,
+    ),
+    "mfa.confirm": Doc(
+        "Turn TOTP on with a first code: ten recovery codes, shown once",
+        "two-factor",
+        (200, RecoveryCodesOut),
+        (*BODY_ERRORS, *AUTH_ERRORS, 409, 429),
+        TotpCodeIn,
+        auth=True,
+    ),
+    "mfa.regenerate": Doc(
+        "A new set of recovery codes for a current TOTP code; the old set stops working",
+        "two-factor",
+        (200, RecoveryCodesOut),
+        (*BODY_ERRORS, *AUTH_ERRORS, 409, 429),
+        TotpCodeIn,
+        auth=True,
+    ),
+    "mfa.disable": Doc(
+        "Turn TOTP off (password and code; needs a recent sign-in)",
+        "two-factor",
+        (NO_CONTENT, None),
+        (*BODY_ERRORS, *AUTH_ERRORS, 409, 429),
+        TotpDisableIn,
+        auth=True,
     ),
     "pages.dashboard": Doc(
         "The tutorial's protected page",
@@ -247,6 +321,12 @@ HTML_ONLY = frozenset(
         "browser.change_password",
         "browser.revoke_session",
         "browser.delete_account",
+        "mfa.reauth_page",
+        "mfa_page.setup",
+        "mfa_page.confirm",
+        "mfa_page.regenerate",
+        "mfa_page.download_codes",
+        "mfa_page.disable",
     }
 )
 

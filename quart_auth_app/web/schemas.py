@@ -99,6 +99,43 @@ class ResendVerificationIn(Input):
     email: GivenEmail | None = None
 
 
+# A TOTP code (6 digits) or a recovery code (xxxx-xxxx-xxxx-xxxx); what is not one is refused
+# as a wrong code, which says nothing more.
+Code = Annotated[StrictStr, Field(max_length=64)]
+
+
+class TotpEnrollIn(Input):
+    password: GivenPassword
+
+
+class TotpCodeIn(Input):
+    code: Code
+
+
+class TotpDisableIn(Input):
+    password: GivenPassword
+    code: Code
+
+
+class LoginMfaIn(Input):
+    """The mfa_token from the login's 403, and either a TOTP `code` or a `recovery_code`."""
+
+    mfa_token: Token
+    code: Code | None = None
+    recovery_code: Code | None = None
+
+
+class ReauthIn(Input):
+    """The password, and a TOTP `code` when two-factor authentication is on."""
+
+    password: GivenPassword
+    code: Code | None = None
+
+
+class RecoveryCodesDownloadIn(Input):
+    codes: Annotated[StrictStr, Field(max_length=1024)]
+
+
 class MessageOut(BaseModel):
     message: str
 
@@ -124,6 +161,24 @@ class TokensOut(BaseModel):
     refresh_token: str
     token_type: str = "Bearer"  # noqa: S105 - the scheme name, not a secret
     expires_in: int
+
+
+class MfaRequiredOut(BaseModel):
+    """A right password on an account with a second factor: finish at POST /login/mfa."""
+
+    message: str
+    mfa_required: bool
+    mfa_token: str
+    methods: list[str]
+
+
+class TotpEnrollmentOut(BaseModel):
+    secret: str
+    otpauth_uri: str
+
+
+class RecoveryCodesOut(BaseModel):
+    recovery_codes: list[str]
 
 
 class SessionOut(BaseModel):

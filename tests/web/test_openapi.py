@@ -28,6 +28,12 @@ HTML_ONLY = {
     "browser.change_password",
     "browser.revoke_session",
     "browser.delete_account",
+    "mfa.reauth_page",
+    "mfa_page.setup",
+    "mfa_page.confirm",
+    "mfa_page.regenerate",
+    "mfa_page.download_codes",
+    "mfa_page.disable",
 }
 PROTECTED = {
     ("/dashboard", "get"),
@@ -39,6 +45,11 @@ PROTECTED = {
     ("/me/password", "post"),
     ("/me/sessions", "get"),
     ("/me/sessions/{session_id}", "delete"),
+    ("/me/mfa/totp", "post"),
+    ("/me/mfa/totp", "delete"),
+    ("/me/mfa/totp/confirm", "post"),
+    ("/me/mfa/recovery-codes", "post"),
+    ("/reauth", "post"),
 }
 # Signed-in callers send nothing; others name their address in the body.
 OPTIONAL_AUTH = {("/verify/request", "post")}
@@ -92,7 +103,9 @@ async def test_every_operation_documents_success_and_errors(client: Any) -> None
         for code, response in operation["responses"].items():
             if int(code) >= 400 and path != "/healthz":
                 schema = response["content"]["application/json"]["schema"]
-                assert schema["title"] == "ErrorOut", (path, method, code)
+                # A right password with TOTP on: the error shape plus the mfa_token (SPEC §11).
+                mfa = (path, code) == ("/login", "403")
+                assert schema["title"] == ("MfaRequiredOut" if mfa else "ErrorOut"), (path, code)
         if "requestBody" in operation:
             assert {400, 413} <= codes, (path, method)
             # Bodies are required unless every field is optional (refresh cookie, resend).

@@ -77,7 +77,16 @@ async def page_context(user: User, form: str | None = None) -> dict[str, Any]:
     current = current_claims().session_id
     rows = await services().sessions.list_live(request_db(), user.id)
     devices = sorted((_device(row, current) for row in rows), key=lambda d: not d.current)
-    return {"user": user, "devices": devices, "form": form}
+    mfa = services().accounts.mfa
+    totp = await mfa.enabled(request_db(), user.id)
+    codes_left = await mfa.remaining_codes(request_db(), user.id) if totp else 0
+    return {
+        "user": user,
+        "devices": devices,
+        "form": form,
+        "totp": totp,
+        "codes_left": codes_left,
+    }
 
 
 async def done(message: str, target: str = "/account") -> WerkzeugResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from quart import Blueprint, flash, jsonify, redirect, render_template, request
 from quart.typing import ResponseReturnValue
 
-from ...errors import EmailNotVerified
+from ...errors import EmailNotVerified, MfaRequired
 from ...models import User
 from ...users import create_user
 from ..auth import caller_address, set_auth_cookies, token_required
@@ -14,7 +14,7 @@ from ..http import tutorial_form_caller, wants_html, wants_redirect
 from ..mail_jobs import send_verification
 from ..schemas import LoginIn, SignupIn, UserOut
 from ..state import request_db, services
-from . import feedback
+from . import feedback, mfa
 
 blueprint = Blueprint("pages", __name__)
 blueprint.app_context_processor(feedback.template_context)
@@ -63,6 +63,8 @@ async def login() -> ResponseReturnValue:
     except EmailNotVerified:
         # People are told where the link went; the API keeps the message of SPEC §6.
         raise EmailNotVerified(feedback.not_verified() if wants_html() else None) from None
+    except MfaRequired as needed:
+        return await mfa.second_step(needed)
     if response is None:
         return jsonify(pair.as_json())
     set_auth_cookies(response, pair)
