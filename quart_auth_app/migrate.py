@@ -26,7 +26,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Every revision, oldest first (tests/unit/test_migrations.py checks this is Alembic's history).
 # The app compares a database's revision with these without importing Alembic, which would add
 # megabytes to every worker: a database at the head is left alone, one behind is refused.
-REVISIONS = ("0001", "0002", "0003", "0006")
+REVISIONS = ("0001", "0002", "0003", "0004")
 HEAD_REVISION = REVISIONS[-1]
 UPGRADE_COMMAND = "quart-auth-app db upgrade"
 UPGRADE_HINT = f"run `{UPGRADE_COMMAND}`"
@@ -37,7 +37,7 @@ EMAIL_KEY_REVISION = "0002"
 # The revision that added users.is_active and user_roles (SPEC §10).
 ROLES_REVISION = "0003"
 # The first revision with the second-factor tables (user_totp and the others).
-SECOND_FACTOR_REVISION = "0006"
+SECOND_FACTOR_REVISION = "0004"
 # One advisory-lock key for every process migrating the same PostgreSQL database.
 PG_LOCK_KEY = zlib.crc32(b"quart_auth_app.migrations")
 
