@@ -26,7 +26,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Every revision, oldest first (tests/unit/test_migrations.py checks this is Alembic's history).
 # The app compares a database's revision with these without importing Alembic, which would add
 # megabytes to every worker: a database at the head is left alone, one behind is refused.
-REVISIONS = ("0001", "0002")
+REVISIONS = ("0001", "0002", "0005")
 HEAD_REVISION = REVISIONS[-1]
 UPGRADE_COMMAND = "quart-auth-app db upgrade"
 UPGRADE_HINT = f"run `{UPGRADE_COMMAND}`"
@@ -34,6 +34,8 @@ UPGRADE_HINT = f"run `{UPGRADE_COMMAND}`"
 BASELINE_REVISION = "0001"
 # The first revision with users.email_key: a create_all schema that has it is stamped with it.
 EMAIL_KEY_REVISION = "0002"
+# The first revision with the mail outbox: a create_all schema that has it is stamped with it.
+OUTBOX_REVISION = "0005"
 # One advisory-lock key for every process migrating the same PostgreSQL database.
 PG_LOCK_KEY = zlib.crc32(b"quart_auth_app.migrations")
 
@@ -228,6 +230,9 @@ def _made_without_alembic(connection: Connection) -> bool:
 
 
 def _adopted_revision(connection: Connection) -> str:
-    """The revision a schema made by create_all is at: which models made it shows in users."""
-    columns = {column["name"] for column in inspect(connection).get_columns("users")}
+    """The revision a schema made by create_all is at: which models made it shows in its tables."""
+    inspector = inspect(connection)
+    if inspector.has_table("mail_outbox"):
+        return OUTBOX_REVISION
+    columns = {column["name"] for column in inspector.get_columns("users")}
     return EMAIL_KEY_REVISION if "email_key" in columns else BASELINE_REVISION

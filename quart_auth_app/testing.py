@@ -6,6 +6,7 @@ fixture of the package's pytest plugin (pytest_plugin.py) is::
     user = await make_user(app, name="Ann")
     client = await bearer_client(app, user)
     response = await client.get("/my/protected/route")
+    await deliver_mail(app)  # after a request that mails: the outbox has tried to send it
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from quart.typing import TestClientProtocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import User
+from .outbox import MailSender
 from .services import Services
 from .sessions import TokenPair
 from .users import create_user, mark_verified
@@ -69,6 +71,14 @@ async def make_user(
             await mark_verified(db, user.id)
             user.email_verified = True
     return user
+
+
+async def deliver_mail(app: Quart) -> None:
+    """Wait until the app's outbox has tried every mail due now (mails leave after the answer)."""
+    sender: MailSender | None = app.extensions.get("mail_sender")
+    if sender is None:
+        raise RuntimeError("the app is not serving: use it inside `async with app.test_app():`")
+    await sender.drain()
 
 
 async def sign_in(app: Quart, user: User, user_agent: str = "pytest") -> TokenPair:
