@@ -237,7 +237,7 @@ class MailSender:
         *,
         clock: Clock = utcnow,
         poll_seconds: float = POLL_SECONDS,
-        grace_seconds: float = SHUTDOWN_GRACE_SECONDS,
+        grace_seconds: float | None = None,
     ) -> None:
         self.db_sessions = db_sessions
         self.mailer = mailer
@@ -246,7 +246,7 @@ class MailSender:
         self.settings = settings
         self.clock = clock
         self.poll_seconds = poll_seconds
-        self.grace_seconds = grace_seconds
+        self.grace_seconds = SHUTDOWN_GRACE_SECONDS if grace_seconds is None else grace_seconds
         self.owner = secrets.token_hex(8)
         # Longer than one try can take (each SMTP step is bounded by MAIL_TIMEOUT).
         self.lease = timedelta(seconds=max(60, 6 * settings.mail_timeout))
