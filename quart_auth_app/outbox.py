@@ -93,9 +93,7 @@ def _claimable(now: datetime) -> tuple[ColumnElement[bool], ...]:
     )
 
 
-async def claim(
-    db: AsyncSession, owner: str, now: datetime, lease: timedelta
-) -> OutboxMail | None:
+async def claim(db: AsyncSession, owner: str, now: datetime, lease: timedelta) -> OutboxMail | None:
     """Take one due row under a lease for `owner`, or None when none is due.
 
     The conditional UPDATE is the claim: of senders racing for a row, one changes it and the
@@ -111,7 +109,7 @@ async def claim(
             return None
         random.shuffle(candidates)
         for row_id in candidates:
-            taken = await db.scalar(
+            taken: OutboxMail | None = await db.scalar(
                 update(OutboxMail)
                 .where(OutboxMail.id == row_id, *_claimable(now))
                 .values(claimed_until=now + lease, claimed_by=owner)
@@ -162,7 +160,8 @@ async def sent(db: AsyncSession, row: OutboxMail) -> None:
 
 def retry_delay(attempts: int, first: timedelta) -> timedelta:
     """The wait after the `attempts`-th failure: `first`, doubling, at most MAX_RETRY_DELAY."""
-    return min(first * 2 ** min(attempts - 1, 32), MAX_RETRY_DELAY)
+    delay: timedelta = first * 2 ** min(attempts - 1, 32)
+    return min(delay, MAX_RETRY_DELAY)
 
 
 async def record_failure(
@@ -311,10 +310,9 @@ class MailSender:
         task, self._task = self._task, None
         if task is None:
             return
-        try:
+        # On a timeout wait_for cancels it; a lease it just took is released next.
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(task, self.grace_seconds)
-        except TimeoutError:
-            pass  # wait_for has cancelled it; its lease, if any, is released next
 
     async def _run(self) -> None:
         while not self._stopping:

@@ -32,8 +32,8 @@ from quart_auth_app.web.mail_jobs import composer
 from ..conftest import running_app, services_on
 from ..stores import RedisServer, Unavailable, throwaway_redis
 from .test_mail_flows import SIGNUP, Inbox, free_port, link_in, token_of
-from .test_store_faults import missing_server
 from .test_storage_down import missing_database
+from .test_store_faults import missing_server
 
 EMAIL = SIGNUP["email"]
 PENDING = "mails pending, they will be sent after the next start"
@@ -189,7 +189,9 @@ async def test_a_signup_while_smtp_is_down_is_mailed_after_a_restart(
             sender.clock = lambda: utcnow() + timedelta(seconds=31)  # past the first backoff
             await deliver_mail(restarted)
             [message] = mails_to(inbox)
-            verified = await restarted.test_client().get(f"/verify?token={token_of(link_in(message))}")
+            verified = await restarted.test_client().get(
+                f"/verify?token={token_of(link_in(message))}"
+            )
             assert verified.status_code == 200
             assert await outbox_rows(restarted) == []  # sent: the row and its token are gone
 
@@ -410,4 +412,3 @@ def redis_server() -> Iterator[RedisServer]:
         except Unavailable as missing:
             missing_server(missing)
         yield found
-
