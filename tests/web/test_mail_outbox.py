@@ -11,12 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
@@ -30,6 +34,7 @@ from quart_auth_app.testing import app_services, db_session, deliver_mail, make_
 from quart_auth_app.web.mail_jobs import composer
 
 from ..conftest import running_app, services_on
+from ..servers import FAST_HASHING, child_environment, running_serve
 from ..stores import RedisServer, Unavailable, throwaway_redis
 from .test_mail_flows import SIGNUP, Inbox, free_port, link_in, token_of
 from .test_storage_down import missing_database
@@ -390,8 +395,12 @@ async def test_shutdown_with_mail_pending_logs_the_count_and_the_next_start_send
             async with running_app(config) as app:
                 await make_user(app, email=EMAIL)
                 await forgot(app, 50)
-                await asyncio.sleep(0.05)  # let the sender start its (hanging) sends
-                assert len(sender_of(app).sending) == 4  # MAIL_CONCURRENCY's default
+                sender = sender_of(app)
+                async with asyncio.timeout(5):  # the sender starts its (hanging) sends
+                    while len(sender.sending) < 4:
+                        await asyncio.sleep(0.01)
+                await asyncio.sleep(0.05)
+                assert len(sender.sending) == 4  # MAIL_CONCURRENCY's default, no more
     assert [r.getMessage() for r in caplog.records if PENDING in r.getMessage()] == [
         f"50 {PENDING}"
     ]
@@ -412,3 +421,42 @@ def redis_server() -> Iterator[RedisServer]:
         except Unavailable as missing:
             missing_server(missing)
         yield found
+
+
+# --- a real server, stopped by SIGTERM --------------------------------------------------------
+
+
+def test_sigterm_with_50_mails_pending_says_so_and_the_restarted_server_sends_them(
+    tmp_path: Path,
+) -> None:
+    hanging = socket.socket()
+    hanging.bind(("127.0.0.1", 0))
+    hanging.listen(64)  # connections complete in the backlog and are never greeted
+    env = child_environment(
+        {
+            "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'app.db'}",
+            "RATE_LIMIT_ENABLED": "false",
+            "PUBLIC_URL": "http://localhost",
+            "MAIL_TIMEOUT": "60",
+            **FAST_HASHING,
+        }
+    )
+    with hanging:
+        port = hanging.getsockname()[1]
+        with running_serve({**env, "MAIL_URL": f"smtp://127.0.0.1:{port}"}, workers=1) as server:
+            assert httpx.post(f"{server.url}/signup", json=SIGNUP).status_code == 201
+            for _ in range(49):
+                forgot = httpx.post(f"{server.url}/password/forgot", json={"email": EMAIL})
+                assert forgot.status_code == 202
+            assert server.stop() == 0
+            assert f"50 {PENDING}" in server.log()
+
+    inbox = CountingInbox()
+    with smtp(inbox) as mail_url, running_serve({**env, "MAIL_URL": mail_url}, workers=1):
+        deadline = time.monotonic() + 20
+        while len(inbox.messages) < 50 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    subjects = sorted(message["Subject"] for message in mails_to(inbox))
+    assert subjects == ["Reset your password"] * 49 + ["Verify your email address"]
