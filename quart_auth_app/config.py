@@ -72,6 +72,11 @@ class Settings:
     mail_from: str = "quart_auth_app <no-reply@localhost>"
     mail_timeout: int = 10
     mail_ca_file: Path | None = None
+    # The outbox's sender (outbox.py): SMTP connections at once per worker, tries per mail, and
+    # the first retry's delay in seconds (doubling after each failure, capped at an hour).
+    mail_concurrency: int = 4
+    mail_max_attempts: int = 8
+    mail_retry_seconds: int = 30
     public_url: str | None = None
     allowed_hosts: tuple[HostPattern, ...] = ()
     database_pool_size: int = 10
@@ -283,6 +288,9 @@ PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "MAIL_FROM": ("mail_from", _text),
     "MAIL_TIMEOUT": ("mail_timeout", _integer(1, 300)),
     "MAIL_CA_FILE": ("mail_ca_file", _file),
+    "MAIL_CONCURRENCY": ("mail_concurrency", _integer(1, 100)),
+    "MAIL_MAX_ATTEMPTS": ("mail_max_attempts", _integer(1, 100)),
+    "MAIL_RETRY_SECONDS": ("mail_retry_seconds", _integer(1, 3600)),
     "PUBLIC_URL": ("public_url", _public_url),
     "ALLOWED_HOSTS": ("allowed_hosts", _allowed_hosts),
     "DATABASE_POOL_SIZE": ("database_pool_size", _integer(1, 1000)),

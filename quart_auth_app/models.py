@@ -1,5 +1,5 @@
 """Database tables: users and their roles, login sessions (refresh-token families), refresh
-tokens, mail tokens, second factors."""
+and mail tokens, second factors, the mail outbox."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     select,
     true,
 )
@@ -200,3 +201,31 @@ class MfaChallenge(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class OutboxMail(Base):
+    """A mail a request caused, kept until it is sent (outbox.py).
+
+    Queued as the request's intent (purpose, the address given, the base of links); the sender
+    then issues its token and stores the rendered mail in one transaction. The body carries
+    the token: it is deleted with the row once sent, and cleared when the mail is given up.
+    """
+
+    __tablename__ = "mail_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(20))
+    recipient: Mapped[str] = mapped_column(String(320))
+    base_url: Mapped[str] = mapped_column(String(2048))
+    subject: Mapped[str | None] = mapped_column(String(200), default=None)
+    text: Mapped[str | None] = mapped_column(Text, default=None)
+    html: Mapped[str | None] = mapped_column(Text, default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # The lease of the sender working on the row: no other takes it before this time passes.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    claimed_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # The class (and SMTP code) of the last failure: never a message that could quote the mail.
+    last_error: Mapped[str | None] = mapped_column(String(200), default=None)

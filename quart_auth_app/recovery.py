@@ -3,7 +3,8 @@
 Tokens are random, stored only as SHA-256 digests, single-purpose and single-use, and bound to
 what they vouch for: a reset token to the password hash it was issued under (so any password
 change kills it), a verification token to the address it was mailed to. Every function takes
-the session; web/mail_jobs.py renders and sends the mails.
+the session; outbox.py records the mails with their tokens and sends them, web/mail_jobs.py
+renders them.
 """
 
 from __future__ import annotations
@@ -48,6 +49,13 @@ def new_token() -> tuple[str, bytes]:
 
 async def issue(db: AsyncSession, user: User, purpose: str) -> str:
     """Store a new token for the user and return it."""
+    token = add_token(db, user, purpose)
+    await db.commit()
+    return token
+
+
+def add_token(db: AsyncSession, user: User, purpose: str) -> str:
+    """Add a new token for the user to the session's transaction (the caller commits it)."""
     token, digest = new_token()
     db.add(
         MailToken(
@@ -58,7 +66,6 @@ async def issue(db: AsyncSession, user: User, purpose: str) -> str:
             expires_at=utcnow() + LIFETIMES[purpose],
         )
     )
-    await db.commit()
     return token
 
 
@@ -147,14 +154,16 @@ async def token_for(
     db: AsyncSession, throttle: Throttle, purpose: str, email: str
 ) -> tuple[User, str] | None:
     """A new token for the account at `email`, or None: no account, a deactivated one, nothing
-    to verify, or the address had enough mail of this purpose for now."""
+    to verify, or the address had enough mail of this purpose for now. The token is added to
+    the session's transaction, not committed: the mail that carries it commits with it
+    (outbox.py)."""
     user = await find_by_email(db, email)
     if user is None or not user.is_active or (purpose == VERIFY and user.email_verified):
         return None
     if not await throttle.mail_allowed(purpose, user.email_key):
         log.info("not sending another %s mail: the address had enough for now", purpose)
         return None
-    return user, await issue(db, user, purpose)
+    return user, add_token(db, user, purpose)
 
 
 def duration(span: timedelta) -> str:

@@ -12,6 +12,7 @@ fixture of the package's pytest plugin (pytest_plugin.py) is::
         welcome = await socket.receive_json()
         ...
         assert await close_code(socket) == 4401  # once the session has ended
+    await deliver_mail(app)  # after a request that mails: the outbox has tried to send it
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .lookups import find_by_email
 from .models import User
+from .outbox import MailSender
 from .roles import grant
 from .services import Services
 from .sessions import TokenPair
@@ -86,6 +88,14 @@ async def make_user(
             # Read back as the access check reads it, so `user.roles` says what was granted.
             user = await find_by_email(db, email) or user
     return user
+
+
+async def deliver_mail(app: Quart) -> None:
+    """Wait until the app's outbox has tried every mail due now (mails leave after the answer)."""
+    sender: MailSender | None = app.extensions.get("mail_sender")
+    if sender is None:
+        raise RuntimeError("the app is not serving: use it inside `async with app.test_app():`")
+    await sender.drain()
 
 
 async def sign_in(app: Quart, user: User, user_agent: str = "pytest") -> TokenPair:

@@ -17,7 +17,7 @@ from typing import Any
 from quart import Quart
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import recovery
+from .. import outbox, recovery
 from ..config import Settings, load_settings
 from ..db import is_sqlite
 from ..migrate import (
@@ -30,7 +30,7 @@ from ..migrate import (
 )
 from ..services import Services, open_services
 from ..tokens import KeySet, TokenService
-from . import errors, openapi, security, state
+from . import errors, mail_jobs, openapi, security, state
 from .finish import FinishRequests
 from .hosts import RefuseBadHosts
 from .refusals import WholeRefusals
@@ -99,6 +99,7 @@ def _init_lifecycle(app: Quart, settings: Settings, keys: KeySet) -> None:
             await services.close()
             raise
         app.extensions["services"] = services
+        app.extensions["mail_sender"] = _start_sender(app, services)
         app.extensions["cleanup_task"] = asyncio.create_task(_cleanup_forever(services))
         app.extensions["socket_tasks"] = _watch_sockets(services)
         if settings.accelerations:
@@ -108,6 +109,9 @@ def _init_lifecycle(app: Quart, settings: Settings, keys: KeySet) -> None:
 
     @app.after_serving
     async def close_everything() -> None:
+        sender: outbox.MailSender | None = app.extensions.pop("mail_sender", None)
+        if sender is not None:
+            await sender.stop()  # first: it still needs the database to release its mails
         tasks: list[asyncio.Task[None]] = app.extensions.pop("socket_tasks", [])
         task: asyncio.Task[None] | None = app.extensions.pop("cleanup_task", None)
         for running in [*tasks, *([task] if task else [])]:
@@ -117,6 +121,18 @@ def _init_lifecycle(app: Quart, settings: Settings, keys: KeySet) -> None:
         services: Services | None = app.extensions.pop("services", None)
         if services is not None:
             await services.close()
+
+
+def _start_sender(app: Quart, services: Services) -> outbox.MailSender:
+    sender = outbox.MailSender(
+        services.db_sessions,
+        services.mailer,
+        services.throttle,
+        mail_jobs.composer(app),
+        services.settings,
+    )
+    sender.start()
+    return sender
 
 
 class StartRefused(Exception):
@@ -171,12 +187,16 @@ def _watch_sockets(services: Services) -> list[asyncio.Task[None]]:
 
 
 async def _cleanup_forever(services: Services) -> None:
-    """Delete expired token rows in bounded batches, now and then, for as long as the app runs."""
+    """Delete expired token rows and old failed mails in bounded batches, now and then."""
     while True:
         await asyncio.sleep(CLEANUP_INTERVAL_SECONDS)
         with contextlib.suppress(Exception):
             async with services.db_sessions() as db:
                 for _ in range(CLEANUP_MAX_BATCHES):
-                    gone = await services.sessions.cleanup(db) + await recovery.cleanup(db)
+                    gone = (
+                        await services.sessions.cleanup(db)
+                        + await recovery.cleanup(db)
+                        + await outbox.cleanup(db)
+                    )
                     if gone == 0:
                         break

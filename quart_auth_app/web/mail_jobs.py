@@ -1,36 +1,35 @@
-"""Mails that requests cause (verification, reset, second-factor notices): sent after the response.
+"""Mails that requests cause (verification, reset, second-factor notices), through the outbox.
 
-The request does the same for every address and hands the rest to a background task: look-up,
-token and mail all happen after the response, so neither its body nor its timing tells whether
-an account exists, and a slow or dead SMTP server never shows.
+The request records only its intent, in its own transaction, before it answers: the same row
+for every address, so neither the answer nor its timing tells whether an account exists, and
+a store failure answers 503 for every address alike. The worker's sender (outbox.py) then
+looks the account up, issues the token and stores this module's rendering of the mail in one
+transaction, and sends it with retries; a slow or dead SMTP server never shows in a request.
 """
 
 from __future__ import annotations
 
-import logging
 from urllib.parse import urlencode
 
-from quart import current_app, render_template, request
+from quart import Quart, render_template, request
 
-from .. import recovery
+from .. import outbox, recovery
 from ..mail import Mail
 from ..models import User, utcnow
-from .state import services
-
-log = logging.getLogger(__name__)
+from .state import mail_sender, request_db, services
 
 SUBJECTS = {recovery.RESET: "Reset your password", recovery.VERIFY: "Verify your email address"}
 PATHS = {recovery.RESET: "/password/reset", recovery.VERIFY: "/verify"}
 
 
-def send_verification(email: str) -> None:
+async def send_verification(email: str) -> None:
     """Mail a verification link if the address has an unverified account."""
-    _schedule(recovery.VERIFY, email)
+    await _queue(recovery.VERIFY, email)
 
 
-def send_reset(email: str) -> None:
+async def send_reset(email: str) -> None:
     """Mail a reset link if the address has an account."""
-    _schedule(recovery.RESET, email)
+    await _queue(recovery.RESET, email)
 
 
 # Notices of second-factor changes: the person hears of them even if someone else made them.
@@ -44,44 +43,40 @@ NOTICE_SUBJECTS = {
 }
 
 
-def send_totp_disabled(user: User) -> None:
+async def send_totp_disabled(user: User) -> None:
     """Tell the user their second factor was turned off."""
-    _schedule_notice(TOTP_DISABLED, user, {})
+    await _queue_notice(TOTP_DISABLED, user, {})
 
 
-def send_codes_regenerated(user: User) -> None:
+async def send_codes_regenerated(user: User) -> None:
     """Tell the user their recovery codes were replaced."""
-    _schedule_notice(CODES_REGENERATED, user, {})
+    await _queue_notice(CODES_REGENERATED, user, {})
 
 
-def send_recovery_code_used(user: User, remaining: int) -> None:
+async def send_recovery_code_used(user: User, remaining: int) -> None:
     """Tell the user a recovery code signed them in, and how many are left."""
-    _schedule_notice(RECOVERY_CODE_USED, user, {"remaining": remaining})
+    await _queue_notice(RECOVERY_CODE_USED, user, {"remaining": remaining})
 
 
-def _schedule_notice(kind: str, user: User, context: dict[str, object]) -> None:
-    mail_context = {
+async def _queue_notice(kind: str, user: User, extra: dict[str, object]) -> None:
+    # A notice carries no token and tells nothing a signed-in caller does not know: it is
+    # rendered here and queued whole, sent by the outbox with its retries.
+    context = {
         "name": user.name,
         "when": utcnow().strftime("%d %b %Y at %H:%M UTC"),
         "link": f"{link_base()}/account",
-        **context,
+        **extra,
     }
-    current_app.add_background_task(notice_job, kind, user.email, mail_context)
-
-
-async def notice_job(kind: str, email: str, context: dict[str, object]) -> None:
-    """Render and send one notice; failures are logged, not raised."""
-    try:
-        await services().mailer.send(
-            Mail(
-                to=email,
-                subject=NOTICE_SUBJECTS[kind],
-                text=await render_template(f"mail/mfa_{kind}.txt", **context),
-                html=await render_template(f"mail/mfa_{kind}.html", **context),
-            )
-        )
-    except Exception as exc:
-        log.warning("could not send the %s mail: %s: %s", kind, type(exc).__name__, exc)
+    mail = Mail(
+        to=user.email,
+        subject=NOTICE_SUBJECTS[kind],
+        text=await render_template(f"mail/mfa_{kind}.txt", **context),
+        html=await render_template(f"mail/mfa_{kind}.html", **context),
+    )
+    db = request_db()
+    outbox.queue_mail(db, kind, mail, utcnow())
+    await db.commit()
+    mail_sender().wake()
 
 
 def link_base() -> str:
@@ -91,24 +86,25 @@ def link_base() -> str:
     return services().settings.public_url or request.host_url.rstrip("/")
 
 
-def _schedule(purpose: str, email: str) -> None:
-    current_app.add_background_task(mail_job, purpose, email, link_base())
+async def _queue(purpose: str, email: str) -> None:
+    db = request_db()
+    if outbox.queue(db, purpose, email, link_base(), utcnow()):
+        await db.commit()
+        mail_sender().wake()
 
 
-async def mail_job(purpose: str, email: str, base_url: str) -> None:
-    """Issue a token for the account at `email` and mail it; failures are logged, not raised."""
-    app_services = services()
-    try:
-        async with app_services.db_sessions() as db:
-            found = await recovery.token_for(db, app_services.throttle, purpose, email)
-        if found is not None:
-            await app_services.mailer.send(await _render(*found, purpose, base_url))
-    except Exception as exc:
-        # Never the mail itself: it holds the token.
-        log.warning("could not send the %s mail: %s: %s", purpose, type(exc).__name__, exc)
+def composer(app: Quart) -> outbox.Compose:
+    """The outbox's renderer: the mail templates, in the app's context."""
+
+    async def compose(purpose: str, user: User, token: str, base_url: str) -> Mail:
+        async with app.app_context():
+            return await render(user, token, purpose, base_url)
+
+    return compose
 
 
-async def _render(user: User, token: str, purpose: str, base_url: str) -> Mail:
+async def render(user: User, token: str, purpose: str, base_url: str) -> Mail:
+    """The mail of `purpose` for the user, its link carrying the token."""
     link = f"{base_url}{PATHS[purpose]}?{urlencode({'token': token})}"
     valid_for = recovery.duration(recovery.LIFETIMES[purpose])
     context = {"name": user.name, "link": link, "valid_for": valid_for}

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..faults import describe, is_store_failure
 from ..models import User
+from ..outbox import MailSender
 from ..services import Services
 from ..tokens import Claims
 
@@ -66,6 +67,12 @@ def state() -> RequestState:
 def services() -> Services:
     """The current app's services (built when it started serving)."""
     found: Services = current_app.extensions["services"]
+    return found
+
+
+def mail_sender() -> MailSender:
+    """The current worker's outbox sender (started with the app)."""
+    found: MailSender = current_app.extensions["mail_sender"]
     return found
 
 

@@ -31,7 +31,13 @@ from quart_auth_app import recovery as mail_flows
 from quart_auth_app.config import ConfigError, load_settings
 from quart_auth_app.mail import parse_mail_url
 from quart_auth_app.models import MailToken, utcnow
-from quart_auth_app.testing import DEFAULT_PASSWORD, db_session, make_user, sign_in
+from quart_auth_app.testing import (
+    DEFAULT_PASSWORD,
+    db_session,
+    deliver_mail,
+    make_user,
+    sign_in,
+)
 
 from ..conftest import BROWSER, bearer, running_app
 
@@ -87,9 +93,8 @@ def app_config(app_config: dict[str, Any], smtp_server: Controller) -> dict[str,
 
 
 async def settle(app: Quart) -> None:
-    """Wait for the background tasks (mail deliveries) the requests so far started."""
-    while app.background_tasks:
-        await asyncio.gather(*list(app.background_tasks))
+    """Wait until the outbox has tried every mail the requests so far queued."""
+    await deliver_mail(app)
 
 
 async def mails_to(app: Quart, inbox: Inbox, address: str) -> list[EmailMessage]:

@@ -60,7 +60,7 @@ async def login_mfa() -> ResponseReturnValue:
     )
     if done.used_recovery_code:
         remaining = await services().accounts.mfa.remaining_codes(request_db(), done.user.id)
-        send_recovery_code_used(done.user, remaining)
+        await send_recovery_code_used(done.user, remaining)
     if response is None:
         return jsonify(done.tokens.as_json())
     set_auth_cookies(response, done.tokens)
@@ -117,7 +117,7 @@ async def regenerate(user: User) -> ResponseReturnValue:
     codes = await services().accounts.regenerate_codes(
         request_db(), user, body.code, caller_address()
     )
-    send_codes_regenerated(user)
+    await send_codes_regenerated(user)
     return model_json(RecoveryCodesOut(recovery_codes=codes))
 
 
@@ -128,5 +128,5 @@ async def disable(user: User) -> ResponseReturnValue:
     await services().accounts.disable_totp(
         request_db(), user, body.password, body.code, caller_address()
     )
-    send_totp_disabled(user)
+    await send_totp_disabled(user)
     return no_content()

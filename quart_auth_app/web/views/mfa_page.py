@@ -68,7 +68,7 @@ async def regenerate(user: User) -> ResponseReturnValue:
     codes = await services().accounts.regenerate_codes(
         request_db(), user, body.code, caller_address()
     )
-    send_codes_regenerated(user)
+    await send_codes_regenerated(user)
     return await _codes_page(user, codes, "New recovery codes made; the old ones no longer work.")
 
 
@@ -100,5 +100,5 @@ async def disable(user: User) -> ResponseReturnValue:
     await services().accounts.disable_totp(
         request_db(), user, body.password, body.code, caller_address()
     )
-    send_totp_disabled(user)
+    await send_totp_disabled(user)
     return await done("Two-factor authentication is off.")

@@ -38,7 +38,7 @@ async def signup() -> ResponseReturnValue:
     await services().throttle.attempt("signup", caller_address())
     body = await form_input(SignupIn, "signup.html")
     user = await create_user(request_db(), services().hasher, body.name, body.email, body.password)
-    send_verification(user.email)
+    await send_verification(user.email)
     if wants_html():
         await flash("Account created, please log in.", "success")
         feedback.remember_email(user.email)

@@ -47,7 +47,7 @@ async def forgot_page() -> ResponseReturnValue:
 async def forgot() -> ResponseReturnValue:
     await services().throttle.attempt("forgot", caller_address())
     body = await form_input(ForgotPasswordIn, "forgot_password.html")
-    send_reset(body.email)
+    await send_reset(body.email)
     if wants_html():
         await flash(feedback.reset_sent(), "success")
         return redirect("/login")
@@ -115,7 +115,7 @@ async def request_verification() -> ResponseReturnValue:
         return await _resend_by_email()
     message = ALREADY_VERIFIED if user.email_verified else VERIFY_SENT
     if not user.email_verified:
-        send_verification(user.email)
+        await send_verification(user.email)
     if wants_html():
         notice = ALREADY_VERIFIED if user.email_verified else feedback.verification_sent(user.email)
         await flash(notice, "success")
@@ -141,7 +141,7 @@ async def _resend_by_email() -> ResponseReturnValue:
     body = await form_input(ResendVerificationIn, "verify_email.html")
     if body.email is None:
         raise TokenMissing()
-    send_verification(body.email)
+    await send_verification(body.email)
     if wants_html():
         await flash(feedback.verification_resent(), "success")
         return redirect("/login")
