@@ -26,6 +26,7 @@ from pathlib import Path
 
 from run import (  # bench/ is the script's directory
     BENCH,
+    PASSWORD,
     ROOT,
     SECRET,
     Bench,
@@ -59,6 +60,66 @@ def parse_args() -> argparse.Namespace:
     if args.quick:
         args.rounds, args.duration = 1, 4
     return args
+
+
+class StoreCounters:
+    """What the stores did during a run: PostgreSQL transactions and rows, Redis commands and bytes.
+
+    Read from pg_stat_database (this benchmark's own database) and Redis INFO (the whole
+    server: run this on a machine where nothing else uses that Redis, or the figures include it).
+    """
+
+    def __init__(self, database_url: str, redis_url: str) -> None:
+        self.database_url, self.redis_url = database_url, redis_url
+
+    def snapshot(self) -> dict[str, float]:
+        return {**self._postgres(), **self._redis()}
+
+    def _postgres(self) -> dict[str, float]:
+        from sqlalchemy import text
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        name = make_url(self.database_url).database
+
+        async def read() -> dict[str, float]:
+            engine = create_async_engine(self.database_url)
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT pg_stat_clear_snapshot()"))
+                row = (
+                    await conn.execute(
+                        text(
+                            "SELECT xact_commit + xact_rollback, tup_returned, tup_fetched, "
+                            "tup_inserted + tup_updated + tup_deleted "
+                            "FROM pg_stat_database WHERE datname = :name"
+                        ),
+                        {"name": name},
+                    )
+                ).one()
+            await engine.dispose()
+            keys = ("pg_transactions", "pg_rows_scanned", "pg_rows_fetched", "pg_rows_written")
+            return dict(zip(keys, (float(v) for v in row), strict=True))
+
+        return asyncio.run(read())
+
+    def _redis(self) -> dict[str, float]:
+        if not self.redis_url:
+            return {}
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url)
+        stats, commands = client.info("stats"), client.info("commandstats")
+        client.close()
+        return {
+            "redis_commands": float(sum(v["calls"] for v in commands.values())),
+            "redis_bytes_in": float(stats["total_net_input_bytes"]),
+            "redis_bytes_out": float(stats["total_net_output_bytes"]),
+        }
+
+
+def per_request(before: dict[str, float], after: dict[str, float], count: int) -> dict[str, float]:
+    # The snapshot's own queries (one transaction, a few commands) are a rounding error here.
+    return {key: (after[key] - before[key]) / max(count, 1) for key in before}
 
 
 def reset_postgres(url: str) -> None:
@@ -129,14 +190,37 @@ def one_worker(bench: Bench, cells: list[tuple[str, str, str]], tokens: dict[str
         command = pinned(args.server_cpu, serve(server, 1))
         bench.servers[name] = start_server(name.replace("/", "-"), command, env, ROOT,
                                            bench.work, "/healthz")  # fmt: skip
+    counters = StoreCounters(args.database_url, args.redis_url)
     for round_no in range(1, args.rounds + 1):
         for name, _, backend in cells:
             script = ["bearer", str(tokens[backend]), "/dashboard"]
+            before = counters.snapshot() if backend.startswith("postgresql") else None
             result = bench.run_wrk(name, args.concurrency, script)
+            if before is not None:
+                result["costs"] = per_request(before, counters.snapshot(), result["requests"])
             bench.record(name, round_no, result)
             say(f"round {round_no} {name}: {result['rps']:.0f} req/s, p99 "
                 f"{result['p99_ms']:.1f} ms, {result['cpu_us']:.0f} us CPU, "
                 f"{result['errors']} errors")  # fmt: skip
+
+
+def logins(bench: Bench, tokens: dict[str, Path]) -> None:
+    """POST /login on one pinned granian worker per backend: the rate and what each costs."""
+    args = bench.args
+    counters = StoreCounters(args.database_url, args.redis_url)
+    for backend in ("sqlite", "postgresql"):
+        name = f"login/{backend}"
+        env = backend_env(bench.env, backend, args)
+        command = pinned(args.server_cpu, serve("granian", 1))
+        bench.servers[name] = start_server(f"login-{backend}", command, env, ROOT, bench.work,
+                                           "/healthz")  # fmt: skip
+        before = counters.snapshot() if backend == "postgresql" else None
+        result = bench.run_wrk(name, 16, ["login", str(tokens[backend]), PASSWORD])
+        if before is not None:
+            result["costs"] = per_request(before, counters.snapshot(), result["requests"])
+        bench.record(name, 1, result)
+        bench.servers.pop(name).stop()
+        say(f"{name}: {result['rps']:.0f} logins/s, {result['cpu_us']:.0f} us CPU each")
 
 
 def scale_out(bench: Bench, backends: list[str], tokens: dict[str, Path]) -> None:
@@ -207,6 +291,22 @@ def summary(bench: Bench) -> None:
                   f"<= 2), errors {pg['errors']:.0f}")  # fmt: skip
 
 
+def costs(bench: Bench) -> None:
+    """Store operations per request of the PostgreSQL cells (medians over rounds)."""
+    print("\n| cell | PG transactions | PG rows scanned | PG rows fetched | PG rows written "
+          "| Redis commands | Redis bytes in | Redis bytes out |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for name, results in bench.results.items():
+        measured = [r["costs"] for r in results if "costs" in r]
+        if not measured:
+            continue
+        row = {key: statistics.median(m[key] for m in measured) for key in measured[0]}
+        cells = [f"{row.get(key, 0):.3g}" for key in (
+            "pg_transactions", "pg_rows_scanned", "pg_rows_fetched", "pg_rows_written",
+            "redis_commands", "redis_bytes_in", "redis_bytes_out")]  # fmt: skip
+        print(f"| {name} per request | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     args = parse_args()
     backends = ["sqlite", "postgresql"] + (["postgresql-plain"] if args.plain else [])
@@ -226,9 +326,11 @@ def main() -> None:
             one_worker(bench, one_worker_cells(args, backends), tokens)
             for name in list(bench.servers):
                 bench.servers.pop(name).stop()
+            logins(bench, tokens)
             if not args.skip_scale_out:
                 scale_out(bench, ["sqlite", "postgresql"], tokens)
         summary(bench)
+        costs(bench)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import contextlib
 from typing import Any
 
 import asyncpg
-from sqlalchemy import String, and_, bindparam, func, select
+from sqlalchemy import String, bindparam, func, literal_column, select, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -39,14 +39,18 @@ WANTED = (
     .table_valued("session_id", "public_id", with_ordinality="position")
     .render_derived(name="wanted")
 )
-# lookups.LIVE_USER for a batch: one row per pair that names a live session, its position first.
-LIVE_USERS = (
-    select(WANTED.c.position, *USER_SELECT)
-    .select_from(WANTED)
-    .join(LoginSession, LoginSession.id == WANTED.c.session_id)
-    .join(User, and_(User.id == LoginSession.user_id, User.public_id == WANTED.c.public_id))
-    .where(*LIVE)
+# lookups.LIVE_USER once per pair, as a LATERAL subquery: one row per pair naming a live
+# session, its position first. OFFSET 0 keeps the planner from merging it into a join, which,
+# on tables whose statistics are stale or small, it did as a scan of every session per batch;
+# this way each pair is two primary-key or unique-index reads whatever the statistics say.
+FOUND = (
+    select(*USER_SELECT)
+    .join(LoginSession, LoginSession.user_id == User.id)
+    .where(LoginSession.id == WANTED.c.session_id, User.public_id == WANTED.c.public_id, *LIVE)
+    .offset(literal_column("0"))
+    .lateral("found")
 )
+LIVE_USERS = select(WANTED.c.position, *FOUND.c).select_from(WANTED).join(FOUND, true())
 
 
 class StoreFailed(ConnectionError):
