@@ -69,6 +69,18 @@ class NotFound(AppError):
     message = "Not found"
 
 
+class Conflict(AppError):
+    """The request is valid but would break a rule about the current state of the data."""
+
+    message = "Conflict"
+
+
+class LastAdmin(Conflict):
+    """A change that would leave no active admin (SPEC §10)."""
+
+    message = "The last active admin cannot be demoted or deactivated"
+
+
 class InvalidMailToken(AppError):
     """A reset or verification token that is unknown, used, expired, stale or for another flow."""
 

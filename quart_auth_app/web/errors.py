@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..errors import (
     AppError,
+    Conflict,
     EmailTaken,
     Forbidden,
     InsufficientPermissions,
@@ -43,6 +44,7 @@ STATUS: dict[type[AppError], int] = {
     TokenMissing: 401,
     Forbidden: 403,
     NotFound: 404,
+    Conflict: 409,
     Throttled: 429,
     ServiceUnavailable: 503,
 }

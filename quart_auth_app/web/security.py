@@ -43,6 +43,7 @@ NO_STORE_PREFIXES = (
     "/verify",
     "/account",
     "/dashboard",
+    "/admin",
 )
 
 

@@ -28,6 +28,9 @@ HTML_ONLY = {
     "browser.change_password",
     "browser.revoke_session",
     "browser.delete_account",
+    "admin_page.admin_page",
+    "admin_page.set_active",
+    "admin_page.set_roles",
 }
 PROTECTED = {
     ("/dashboard", "get"),
@@ -39,6 +42,10 @@ PROTECTED = {
     ("/me/password", "post"),
     ("/me/sessions", "get"),
     ("/me/sessions/{session_id}", "delete"),
+    ("/admin/users", "get"),
+    ("/admin/users/{public_id}", "get"),
+    ("/admin/users/{public_id}", "patch"),
+    ("/admin/users/{public_id}/logout", "post"),
 }
 # Signed-in callers send nothing; others name their address in the body.
 OPTIONAL_AUTH = {("/verify/request", "post")}
