@@ -1,4 +1,5 @@
-"""The `quart-auth-app` console script: serve, db upgrade, create-user, import-flask-db (SPEC §8)."""
+"""The `quart-auth-app` console script: serve, db upgrade, create-user, roles, import-flask-db
+(SPEC §8, §10)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import db
+from .admin import Change, change_user, record
 from .config import ConfigError, Settings, load_settings
 from .errors import AppError
 from .importer import ImportFailed, import_users, read_tutorial_users
+from .lookups import find_by_email
 from .migrate import (
     SchemaProblem,
     behind_message,
@@ -27,6 +30,8 @@ from .migrate import (
     upgrade_database,
 )
 from .models import User
+from .permissions import checked_names
+from .roles import grant, roles_of
 from .rules import check_email, check_name, check_new_password
 from .serve import (
     DEFAULT_BIND,
@@ -44,6 +49,8 @@ from .users import create_user, mark_verified
 
 T = TypeVar("T")
 PROG = "quart-auth-app"
+# Who the audit log names for a change made at the console.
+CONSOLE = "console"
 Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
 # A command that runs outside asyncio: `serve` forks workers, which must not inherit a loop.
 BlockingCommand = Callable[[Settings, argparse.Namespace], int]
@@ -65,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(commands)
     _add_db(commands)
     _add_create_user(commands)
+    _add_roles(commands)
     _add_import(commands)
     return parser
 
@@ -168,7 +176,36 @@ def _add_create_user(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="read the password from the first line of standard input instead of prompting",
     )
     create.add_argument("--verified", action="store_true", help="mark the email as verified")
+    create.add_argument(
+        "--role",
+        action="append",
+        default=[],
+        metavar="ROLE",
+        dest="roles",
+        help="give the user a role, e.g. admin (repeat for more)",
+    )
     create.set_defaults(run=run_create_user, ask=ask_password)
+
+
+def _add_roles(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    roles = commands.add_parser(
+        "roles",
+        help="grant, revoke or list a user's roles (admin is built in)",
+        description="A change holds on the user's next request. The last active admin cannot "
+        "lose the admin role.",
+    )
+    actions = roles.add_subparsers(dest="roles_command", required=True, metavar="ACTION")
+    for name, run, text in (
+        ("grant", run_roles_grant, "give the user a role"),
+        ("revoke", run_roles_revoke, "take a role from the user"),
+    ):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("email", help="the user's email address")
+        action.add_argument("role", help="a role name: a-z first, then a-z 0-9 _ . : -")
+        action.set_defaults(run=run)
+    listing = actions.add_parser("list", help="print the user's roles, one a line")
+    listing.add_argument("email", help="the user's email address")
+    listing.set_defaults(run=run_roles_list)
 
 
 def _add_import(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -265,12 +302,16 @@ async def run_create_user(settings: Settings, args: argparse.Namespace) -> int:
         _checked("email", check_email, args.email),
     )
     password = _checked("password", check_new_password, password)
+    roles = _checked_roles(args.roles)
     hasher = password_hasher(settings)
 
     async def create(session: AsyncSession) -> User:
         user = await create_user(session, hasher, name, email, password)
         if args.verified:
             await mark_verified(session, user.id)
+        for role in roles:
+            await grant(session, user.id, role)
+            record(CONSOLE, "grant_role", user, {"role": role})
         return user
 
     try:
@@ -279,7 +320,71 @@ async def run_create_user(settings: Settings, args: argparse.Namespace) -> int:
         raise CommandFailed(_app_error_line(error)) from None
     finally:
         hasher.close()
-    print(f"created user {user.email} (public_id {user.public_id})")
+    held = f" with roles {', '.join(roles)}" if roles else ""
+    print(f"created user {user.email} (public_id {user.public_id}){held}")
+    return 0
+
+
+def _checked_roles(names: Sequence[str]) -> list[str]:
+    try:
+        return sorted(checked_names(names, "role"))
+    except ValueError as error:
+        raise CommandFailed(f"role: {error}") from None
+
+
+async def _user_named(session: AsyncSession, email: str) -> User:
+    user = await find_by_email(session, email)
+    await session.commit()
+    if user is None:
+        raise CommandFailed(f"no user with the email {email!r}")
+    return user
+
+
+async def run_roles_grant(settings: Settings, args: argparse.Namespace) -> int:
+    """`roles grant EMAIL ROLE`."""
+    (role,) = _checked_roles([args.role])
+
+    async def work(session: AsyncSession) -> tuple[User, bool]:
+        user = await _user_named(session, args.email)
+        added = await grant(session, user.id, role)
+        record(CONSOLE, "grant_role", user, {"role": role})
+        return user, added
+
+    user, added = await _with_session(settings, work)
+    print(f"{user.email} {'now has' if added else 'already had'} the role {role}")
+    return 0
+
+
+async def run_roles_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    """`roles revoke EMAIL ROLE`: refused for the last active admin's admin role."""
+    (role,) = _checked_roles([args.role])
+
+    async def work(session: AsyncSession) -> User:
+        user = await _user_named(session, args.email)
+        try:
+            before = await change_user(
+                session, user.public_id, Change(drop_roles=frozenset([role]))
+            )
+        except AppError as error:
+            raise CommandFailed(_app_error_line(error)) from None
+        record(CONSOLE, "revoke_role", before, {"role": role})
+        return before
+
+    before = await _with_session(settings, work)
+    held = role in before.roles
+    print(f"{before.email} {'no longer has' if held else 'did not have'} the role {role}")
+    return 0
+
+
+async def run_roles_list(settings: Settings, args: argparse.Namespace) -> int:
+    """`roles list EMAIL`: one role a line (nothing for a user without roles)."""
+
+    async def work(session: AsyncSession) -> list[str]:
+        user = await _user_named(session, args.email)
+        return await roles_of(session, user.id)
+
+    for role in await _with_session(settings, work):
+        print(role)
     return 0
 
 

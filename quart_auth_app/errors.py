@@ -70,6 +70,8 @@ class NotFound(AppError):
 
 
 class Conflict(AppError):
+    """The request is valid but would break a rule about the current state of the data."""
+
     message = "Conflict"
 
 
@@ -111,6 +113,12 @@ class ReauthRequired(AppError):
     def __init__(self, max_age: int) -> None:
         super().__init__()
         self.max_age = max_age
+
+
+class LastAdmin(Conflict):
+    """A change that would leave no active admin (SPEC §10)."""
+
+    message = "The last active admin cannot be demoted or deactivated"
 
 
 class InvalidMailToken(AppError):

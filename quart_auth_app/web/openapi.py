@@ -32,6 +32,10 @@ from quart_schema import (
 
 from . import docs_ui
 from .schemas import (
+    AdminUserIn,
+    AdminUserOut,
+    AdminUsersOut,
+    AdminUsersQuery,
     ChangePasswordIn,
     DeleteMeIn,
     ErrorOut,
@@ -62,18 +66,33 @@ from .schemas import (
 
 NO_CONTENT = 204
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}, {"cookie": []}]
+# What a fresh-only route (token_required(fresh=True)) adds to its description.
+FRESH_TEXT = (
+    "Needs a sign-in within JWT_FRESH_SECONDS: an older one answers 401 `Recent authentication "
+    'required` with `WWW-Authenticate: Bearer error="insufficient_user_authentication", '
+    "max_age=…` (RFC 9470); POST /reauth makes the session fresh again."
+)
 ERROR_TEXT = {
     400: "Invalid input, malformed body or unsupported content type",
     401: "Missing, invalid, expired or revoked token, or wrong credentials",
-    403: "Cross-origin request refused, or email not verified",
+    403: "Cross-origin request refused, email not verified, account disabled, or a role or "
+    "scope the route needs is missing (WWW-Authenticate names it)",
     404: "Not found",
-    409: "Two-factor authentication is already on, or not on",
+    409: "Refused by the current state: two-factor authentication already on (or not on), or "
+    "the change would leave no active admin",
     413: "Request body too large (limit 64 KiB)",
     429: "Too many attempts: see Retry-After",
     503: "A backing store (database, revocation list) cannot be reached",
 }
 BODY_ERRORS = (400, 403, 413)
 AUTH_ERRORS = (401, 503)
+# Admin routes: also 403 for a caller without the admin role (or a token without the scope).
+ADMIN_ERRORS = (*AUTH_ERRORS, 403)
+ADMIN_TEXT = (
+    "Needs the `admin` role (read on every request); a personal access token also needs the "
+    "`admin` scope. Without them: 403 with "
+    '`WWW-Authenticate: Bearer error="insufficient_scope", scope="admin"`.'
+)
 
 
 class VerifyLinkQuery(BaseModel):
@@ -95,6 +114,7 @@ class Doc:
     auth: bool = False
     anonymous_too: bool = False  # credentials optional: without them the body decides
     html_too: bool = False  # browsers get a page (or a redirect) from the same route
+    body_required: bool = False  # required although every field is optional (at least one)
     description: str = ""
     extra: dict[int, type[BaseModel]] = field(default_factory=dict)
 
@@ -300,6 +320,48 @@ DOCS: dict[str, Doc] = {
         anonymous_too=True,
         html_too=True,
     ),
+    "admin.list_users": Doc(
+        "Search users by name or email (admin), a page at a time",
+        "admin",
+        (200, AdminUsersOut),
+        (400, *ADMIN_ERRORS),
+        query=AdminUsersQuery,
+        auth=True,
+        description=f"{ADMIN_TEXT} Oldest first; `limit` 1-200 (default 50); pass `next_cursor` "
+        "back as `cursor` for the next page (null on the last). The search matches a substring "
+        "of the name or email, ignoring case; % and _ are literal characters. A cursor that "
+        "this server did not issue for this `q` is 400.",
+    ),
+    "admin.get_user": Doc(
+        "One user (admin)",
+        "admin",
+        (200, AdminUserOut),
+        (*ADMIN_ERRORS, 404),
+        auth=True,
+        description=ADMIN_TEXT,
+    ),
+    "admin.update_user": Doc(
+        "Change a user's roles (the whole list), activity or name (admin)",
+        "admin",
+        (200, AdminUserOut),
+        (*BODY_ERRORS, *ADMIN_ERRORS, 404, 409),
+        AdminUserIn,
+        auth=True,
+        body_required=True,
+        description=f"{ADMIN_TEXT} Give at least one field. `is_active: false` ends every "
+        "session of the user at once (their tokens answer 401, refresh is refused, login says "
+        "`Account disabled`); `true` lets them log in again but brings no session back. "
+        "Demoting or deactivating the last active admin is refused with 409. "
+        f"{FRESH_TEXT}",
+    ),
+    "admin.logout_user": Doc(
+        "End every session of a user (admin)",
+        "admin",
+        (200, MessageOut),
+        (*ADMIN_ERRORS, 404),
+        auth=True,
+        description=f"{ADMIN_TEXT} {FRESH_TEXT}",
+    ),
     "ops.healthz": Doc(
         "Health: do the database (at this code's schema) and Redis answer?",
         "operations",
@@ -327,6 +389,9 @@ HTML_ONLY = frozenset(
         "mfa_page.regenerate",
         "mfa_page.download_codes",
         "mfa_page.disable",
+        "admin_page.admin_page",
+        "admin_page.set_active",
+        "admin_page.set_roles",
     }
 )
 
@@ -363,7 +428,7 @@ def _complete(operation: dict[str, Any], doc: Doc) -> None:
     operation["summary"] = doc.summary
     if doc.description:
         operation["description"] = doc.description
-    if "requestBody" in operation and _body_optional(doc):
+    if "requestBody" in operation and _body_optional(doc) and not doc.body_required:
         operation["requestBody"]["required"] = False
     if doc.query is not None:
         _mark_required_parameters(operation, doc.query)

@@ -5,9 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictStr,
+    ValidationError,
+)
 
+from ..admin import DEFAULT_LIMIT, MAX_LIMIT, MAX_QUERY
 from ..errors import InvalidInput
+from ..permissions import checked_names
 from ..rules import (
     MAX_EMAIL,
     MAX_NAME,
@@ -46,6 +56,19 @@ GivenPassword = Annotated[
 # What a client gives to name an existing account (login, reset, resend): its lookup key.
 GivenEmail = Annotated[StrictStr, AfterValidator(given_email)]
 Token = Annotated[StrictStr, AfterValidator(check_token)]
+
+
+def _split_roles(value: Any) -> Any:
+    """A form sends one text field: "admin, auditor" (commas or spaces) is two roles."""
+    return value.replace(",", " ").split() if isinstance(value, str) else value
+
+
+def _checked_roles(value: list[str]) -> list[str]:
+    return sorted(checked_names(value, "role"))
+
+
+# The whole set of a user's roles, each name checked (permissions.NAME), sorted, no repeats.
+Roles = Annotated[list[StrictStr], BeforeValidator(_split_roles), AfterValidator(_checked_roles)]
 
 
 class Input(BaseModel):
@@ -136,6 +159,20 @@ class RecoveryCodesDownloadIn(Input):
     codes: Annotated[StrictStr, Field(max_length=1024)]
 
 
+class AdminUsersQuery(Input):
+    q: str = Field("", max_length=MAX_QUERY, description="name or email contains (any case)")
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    cursor: str = Field("", max_length=200, description="next_cursor of the previous page")
+
+
+class AdminUserIn(Input):
+    """Any of the fields; `roles` replaces the user's roles with exactly these."""
+
+    roles: Roles | None = None
+    is_active: bool | None = None
+    name: Name | None = None
+
+
 class MessageOut(BaseModel):
     message: str
 
@@ -154,6 +191,16 @@ class UserOut(BaseModel):
 class MeOut(UserOut):
     email_verified: bool
     created_at: datetime
+
+
+class AdminUserOut(MeOut):
+    is_active: bool
+    roles: list[str]
+
+
+class AdminUsersOut(BaseModel):
+    users: list[AdminUserOut]
+    next_cursor: str | None
 
 
 class TokensOut(BaseModel):

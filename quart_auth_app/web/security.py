@@ -44,6 +44,7 @@ NO_STORE_PREFIXES = (
     "/account",
     "/dashboard",
     "/reauth",
+    "/admin",
 )
 
 

@@ -81,6 +81,10 @@ def script(*argv: str, env: dict[str, str] | None = None) -> subprocess.Complete
         ["db", "--help"],
         ["db", "upgrade", "--help"],
         ["create-user", "--help"],
+        ["roles", "--help"],
+        ["roles", "grant", "--help"],
+        ["roles", "revoke", "--help"],
+        ["roles", "list", "--help"],
         ["import-flask-db", "--help"],
     ],
 )
@@ -169,6 +173,100 @@ async def test_create_user_refuses_bad_input_and_duplicates(
     )
     err = capsys.readouterr().err
     assert "User already exists" in err and err.count("\n") == 1
+
+
+async def roles_listed(email: str, capsys: Any) -> list[str]:
+    capsys.readouterr()
+    assert await run("roles", "list", email) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+async def admin_api_answers(env: dict[str, str], email: str) -> int:
+    """The status of GET /admin/users for a fresh login of `email` (the role read at once)."""
+    app = create_app(env)
+    async with app.test_app():
+        client = app.test_client()
+        login = await client.post("/login", json={"email": email, "password": PASSWORD})
+        token = (await login.get_json())["access_token"]
+        response = await client.get("/admin/users", headers={"Authorization": f"Bearer {token}"})
+        return response.status_code
+
+
+async def test_create_user_with_roles(env: dict[str, str], capsys: Any, caplog: Any) -> None:
+    caplog.set_level("INFO", logger="quart_auth_app.audit")
+    argv = ["create-user", "Kim", "kim@example.com", "--password-stdin"]
+    assert await run(*argv, "--role", "admin", "--role", "auditor", stdin=PASSWORD) == 0
+    assert "with roles admin, auditor" in capsys.readouterr().out
+    assert await roles_listed("kim@example.com", capsys) == ["admin", "auditor"]
+    assert await admin_api_answers(env, "kim@example.com") == 200
+    audited = [r.audit for r in caplog.records if r.name == "quart_auth_app.audit"]
+    granted = [a for a in audited if a["action"] == "grant_role"]
+    assert [(a["actor"], a["action"], a["role"]) for a in granted] == [
+        ("console", "grant_role", "admin"),
+        ("console", "grant_role", "auditor"),
+    ]
+
+
+async def test_create_user_with_a_bad_role_creates_nobody(env: dict[str, str], capsys: Any) -> None:
+    argv = ["create-user", "Lu", "lu@example.com", "--password-stdin", "--role", "Big Boss"]
+    assert await run(*argv, stdin=PASSWORD) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "quart-auth-app: role: 'Big Boss' is not a valid role name (a-z first, then a-z 0-9 _ . : -)\n"
+    )
+    assert not await can_log_in(env, "lu@example.com", PASSWORD)
+
+
+async def test_roles_grant_revoke_and_list(env: dict[str, str], capsys: Any) -> None:
+    assert await run("create-user", "Mo", "mo@example.com", "--password-stdin", stdin=PASSWORD) == 0
+    assert await admin_api_answers(env, "mo@example.com") == 403
+    capsys.readouterr()
+    assert await run("roles", "grant", "MO@example.com", "admin") == 0
+    assert capsys.readouterr().out == "mo@example.com now has the role admin\n"
+    assert await run("roles", "grant", "mo@example.com", "admin") == 0
+    assert capsys.readouterr().out == "mo@example.com already had the role admin\n"
+    assert await run("roles", "grant", "mo@example.com", "auditor") == 0
+    assert await roles_listed("mo@example.com", capsys) == ["admin", "auditor"]
+    assert await admin_api_answers(env, "mo@example.com") == 200
+    assert await run("roles", "revoke", "mo@example.com", "auditor") == 0
+    assert capsys.readouterr().out == "mo@example.com no longer has the role auditor\n"
+    assert await run("roles", "revoke", "mo@example.com", "auditor") == 0
+    assert capsys.readouterr().out == "mo@example.com did not have the role auditor\n"
+    assert await roles_listed("mo@example.com", capsys) == ["admin"]
+
+
+async def test_roles_refuse_unknown_emails_and_bad_names(env: dict[str, str], capsys: Any) -> None:
+    assert (
+        await run("create-user", "Ned", "ned@example.com", "--password-stdin", stdin=PASSWORD) == 0
+    )
+    capsys.readouterr()
+    for argv in (
+        ["roles", "grant", "nobody@example.com", "admin"],
+        ["roles", "revoke", "nobody@example.com", "admin"],
+        ["roles", "list", "nobody@example.com"],
+    ):
+        assert await run(*argv) == 1
+        assert capsys.readouterr().err == (
+            "quart-auth-app: no user with the email 'nobody@example.com'\n"
+        )
+    assert await run("roles", "grant", "ned@example.com", "ADMIN") == 1
+    assert "'ADMIN' is not a valid role name" in capsys.readouterr().err
+    assert await roles_listed("ned@example.com", capsys) == []
+
+
+async def test_the_last_active_admin_keeps_the_role_at_the_console(
+    env: dict[str, str], capsys: Any
+) -> None:
+    for name in ("Oz", "Pat"):
+        argv = ["create-user", name, f"{name.lower()}@example.com", "--password-stdin"]
+        assert await run(*argv, "--role", "admin", stdin=PASSWORD) == 0
+    assert await run("roles", "revoke", "oz@example.com", "admin") == 0
+    capsys.readouterr()
+    assert await run("roles", "revoke", "pat@example.com", "admin") == 1
+    assert capsys.readouterr().err == (
+        "quart-auth-app: The last active admin cannot be demoted or deactivated\n"
+    )
+    assert await roles_listed("pat@example.com", capsys) == ["admin"]
 
 
 async def test_import_flask_db_prints_a_summary_and_is_idempotent(

@@ -34,6 +34,9 @@ HTML_ONLY = {
     "mfa_page.regenerate",
     "mfa_page.download_codes",
     "mfa_page.disable",
+    "admin_page.admin_page",
+    "admin_page.set_active",
+    "admin_page.set_roles",
 }
 PROTECTED = {
     ("/dashboard", "get"),
@@ -50,6 +53,10 @@ PROTECTED = {
     ("/me/mfa/totp/confirm", "post"),
     ("/me/mfa/recovery-codes", "post"),
     ("/reauth", "post"),
+    ("/admin/users", "get"),
+    ("/admin/users/{public_id}", "get"),
+    ("/admin/users/{public_id}", "patch"),
+    ("/admin/users/{public_id}/logout", "post"),
 }
 # Signed-in callers send nothing; others name their address in the body.
 OPTIONAL_AUTH = {("/verify/request", "post")}
@@ -70,7 +77,7 @@ def json_operations(app: Quart) -> set[tuple[str, str]]:
     """(OpenAPI path, method) of every route in the URL map that is not HTML-only."""
     found = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint in HTML_ONLY:
+        if rule.endpoint in HTML_ONLY or rule.websocket:  # websockets: README, not OpenAPI
             continue
         path = re.sub(r"<(?:[^:<>]*:)?([^<>]+)>", r"{\1}", rule.rule)
         for method in rule.methods or ():

@@ -4,10 +4,34 @@ from __future__ import annotations
 
 from quart import Quart
 
-from . import account, account_page, live, mfa, mfa_page, ops, pages, recovery, tokens
+from . import (
+    account,
+    account_page,
+    admin,
+    admin_page,
+    live,
+    mfa,
+    mfa_page,
+    ops,
+    pages,
+    recovery,
+    tokens,
+)
 
 
 def register_views(app: Quart) -> None:
     """Attach every blueprint."""
-    for module in (pages, tokens, account, account_page, mfa, mfa_page, recovery, ops, live):
+    for module in (
+        pages,
+        tokens,
+        account,
+        account_page,
+        mfa,
+        mfa_page,
+        admin,
+        admin_page,
+        recovery,
+        ops,
+        live,
+    ):
         app.register_blueprint(module.blueprint)
