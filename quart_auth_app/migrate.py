@@ -26,7 +26,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Every revision, oldest first (tests/unit/test_migrations.py checks this is Alembic's history).
 # The app compares a database's revision with these without importing Alembic, which would add
 # megabytes to every worker: a database at the head is left alone, one behind is refused.
-REVISIONS = ("0001", "0002", "0003")
+REVISIONS = ("0001", "0002", "0003", "0004")
 HEAD_REVISION = REVISIONS[-1]
 UPGRADE_COMMAND = "quart-auth-app db upgrade"
 UPGRADE_HINT = f"run `{UPGRADE_COMMAND}`"
@@ -36,6 +36,8 @@ BASELINE_REVISION = "0001"
 EMAIL_KEY_REVISION = "0002"
 # The revision that added users.is_active and user_roles (SPEC §10).
 ROLES_REVISION = "0003"
+# The revision that added access_tokens (personal access tokens, SPEC §10).
+ACCESS_TOKENS_REVISION = "0004"
 # One advisory-lock key for every process migrating the same PostgreSQL database.
 PG_LOCK_KEY = zlib.crc32(b"quart_auth_app.migrations")
 
@@ -230,8 +232,11 @@ def _made_without_alembic(connection: Connection) -> bool:
 
 
 def _adopted_revision(connection: Connection) -> str:
-    """The revision a schema made by create_all is at: which models made it shows in users."""
-    columns = {column["name"] for column in inspect(connection).get_columns("users")}
+    """The revision a schema made by create_all is at: which models made it shows in its tables."""
+    inspector = inspect(connection)
+    if inspector.has_table("access_tokens"):
+        return ACCESS_TOKENS_REVISION
+    columns = {column["name"] for column in inspector.get_columns("users")}
     if "is_active" in columns:
         return ROLES_REVISION
     return EMAIL_KEY_REVISION if "email_key" in columns else BASELINE_REVISION

@@ -1,5 +1,5 @@
 """Database tables: users and their roles, login sessions (refresh-token families), refresh
-tokens, mail tokens."""
+tokens, mail tokens, personal access tokens."""
 
 from __future__ import annotations
 
@@ -162,3 +162,21 @@ class MailToken(Base):
     binding: Mapped[bytes] = mapped_column(LargeBinary(32))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class AccessToken(Base):
+    """A personal access token (SPEC §10): only the SHA-256 digest of its secret is kept."""
+
+    __tablename__ = "access_tokens"
+
+    # Public: shown in listings and named by DELETE /me/tokens/<id>; says nothing of the secret.
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True, index=True)
+    # Scope names joined by one space (permissions.NAME never holds a space).
+    scopes: Mapped[str] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

@@ -20,7 +20,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnClause
 
 from ..config import DEFAULT_DATABASE_TIMEOUT
-from ..lookups import BY_EMAIL, LIVE, USER_COLUMNS, USER_SELECT
+from ..lookups import (
+    BY_EMAIL,
+    LIVE,
+    PAT_COLUMNS,
+    PAT_USER,
+    USER_COLUMNS,
+    USER_SELECT,
+    PatGrant,
+    pat_grant,
+)
 from ..models import LoginSession, User
 from ..rules import email_key
 from .sqlite_thread import SqliteThread, compiled_sql
@@ -60,9 +69,10 @@ class BatchedReader:
         dialect = engine.dialect
         self.sql, self.order = compiled_sql(LIVE_USERS, engine)
         self.by_email = compiled_sql(BY_EMAIL, engine)
+        self.pat_user = compiled_sql(PAT_USER, engine)
         self.processors: list[Callable[[Any], Any] | None] = [
             column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in USER_SELECT
+            for column in (*USER_SELECT, *PAT_COLUMNS)
         ]
         self.thread = SqliteThread(
             path, read_only=True, name="sqlite-reader", busy_timeout=busy_timeout
@@ -83,6 +93,19 @@ class BatchedReader:
         params = {"key": email_key(email)}
         rows = await self.thread.run(_fetch, sql, [params[name] for name in order])
         return self._user(rows[0]) if rows else None
+
+    async def user_for_pat(self, digest: bytes) -> PatGrant | None:
+        """lookups.PAT_USER on the reader's connection: a PAT check in one hop."""
+        sql, order = self.pat_user
+        params = {"digest": digest}
+        rows = await self.thread.run(_fetch, sql, [params[name] for name in order])
+        if not rows:
+            return None
+        values = self._converted(rows[0])
+        split = len(USER_COLUMNS)
+        return pat_grant(
+            User(**dict(zip(USER_COLUMNS, values[:split], strict=True))), values[split:]
+        )
 
     async def _read_batches(self) -> None:
         try:
@@ -111,11 +134,14 @@ class BatchedReader:
                 future.set_result(None if values is None else self._user(values))
 
     def _user(self, values: Sequence[Any]) -> User:
-        converted = (
+        return User(**dict(zip(USER_COLUMNS, self._converted(values), strict=True)))
+
+    def _converted(self, values: Sequence[Any]) -> list[Any]:
+        # zip stops at the shorter: a user row has no token columns to convert.
+        return [
             value if proc is None else proc(value)
-            for proc, value in zip(self.processors, values, strict=True)
-        )
-        return User(**dict(zip(USER_COLUMNS, converted, strict=True)))
+            for proc, value in zip(self.processors, values, strict=False)
+        ]
 
     async def close(self) -> None:
         await self.thread.close()

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..config import DEFAULT_DATABASE_TIMEOUT
-from ..lookups import DbRow
+from ..lookups import DbRow, PatGrant
 from ..models import User
 from ..sessions import LOGIN_SESSIONS, REFRESH_TOKENS, WriteTurn
 from .sqlite_reader import BatchedReader
@@ -28,6 +28,9 @@ class SqliteStore:
 
     async def live_user(self, session_id: str, public_id: str) -> User | None:
         return await self.reader.live_user(session_id, public_id)
+
+    async def user_for_pat(self, digest: bytes) -> PatGrant | None:
+        return await self.reader.user_for_pat(digest)
 
     async def user_by_email(self, email: str) -> User | None:
         return await self.reader.user_by_email(email)

@@ -6,10 +6,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from functools import wraps
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
-from quart import after_this_request, request
+from quart import Quart, after_this_request, request
 from werkzeug.sansio.response import Response
 
+from ..access_tokens import is_pat
 from ..errors import RefreshRaced, TokenInvalid, TokenMissing
+from ..lookups import PatGrant
 from ..models import User
 from ..permissions import Needs
 from ..sessions import TokenPair
@@ -37,17 +39,37 @@ async def authenticate_request() -> Caller:
     """Resolve the caller once per request: the header wins; a cookie may renew silently."""
     current = state()
     if current.caller is None:
-        user, claims = await _resolve()
-        current.caller = Caller(user, claims)
+        current.caller = await _resolve()
     return current.caller
 
 
-async def _resolve() -> tuple[User, Claims]:
+async def _resolve() -> Caller:
     header = bearer_token()
     if header is not None:
         if not header:
             raise TokenInvalid()
-        return await _user_for(header)
+        if is_pat(header):  # told by its prefix: never decoded as a JWT
+            return pat_caller(await services().sessions.user_for_pat(header))
+        return Caller(*await _user_for(header))
+    return Caller(*await _from_cookies())
+
+
+def pat_caller(grant: PatGrant) -> Caller:
+    """The caller a personal access token proves: held to its scopes, naming no session."""
+    claims = Claims(
+        public_id=grant.user.public_id,
+        session_id="",
+        jti=grant.token_id,
+        type="access",
+        issued_at=0,  # no sign-in stands behind it: never a recent authentication
+        expires_at=0 if grant.expires_at is None else int(grant.expires_at.timestamp()),
+    )
+    return Caller(grant.user, claims, grant.scopes)
+
+
+async def _from_cookies() -> tuple[User, Claims]:
+    # A personal access token is sent in the header only: one in a cookie is refused as any
+    # token that is not a JWT (sessions.SessionService._verify, before decoding).
     cookie = request.cookies.get(ACCESS_COOKIE)
     refresh = request.cookies.get(REFRESH_COOKIE)
     if not cookie and not refresh:
@@ -147,7 +169,9 @@ def token_required(
 
 
 @overload
-def token_required(*, roles: Iterable[str] = (), scopes: Iterable[str] = ()) -> Gate: ...
+def token_required(
+    *, roles: Iterable[str] = (), scopes: Iterable[str] = (), session_only: bool = False
+) -> Gate: ...
 
 
 def token_required(
@@ -156,13 +180,15 @@ def token_required(
     *,
     roles: Iterable[str] = (),
     scopes: Iterable[str] = (),
+    session_only: bool = False,
 ) -> Callable[P, Awaitable[R]] | Gate:
     """Let the view run only for a valid access token; pass it the user first, as the tutorial.
 
     With `roles`, the user must hold every one (read on this request: a revoked role holds at
-    once); with `scopes`, a personal access token must carry every one. Either missing is a 403.
+    once); with `scopes`, a personal access token must carry every one; with `session_only`,
+    no personal access token may call it at all (a login session is needed). Each is a 403.
     """
-    gate = _gate(Needs.of(roles, scopes))
+    gate = _gate(Needs.of(roles, scopes, session_only))
     return gate if view is None else gate(view)
 
 
@@ -175,9 +201,20 @@ def _gate(needs: Needs) -> Gate:
             needs.check(caller.user.roles, caller.scopes)
             return await view(caller.user, *args, **kwargs)
 
+        gated.needs = needs  # type: ignore[attr-defined]  # read by declared_scopes()
         return gated
 
     return gate
+
+
+def declared_scopes(app: Quart) -> frozenset[str]:
+    """Every scope some route of the app asks for (the scopes a token may usefully carry)."""
+    found: set[str] = set()
+    for view in app.view_functions.values():
+        needs = getattr(view, "needs", None)
+        if isinstance(needs, Needs):
+            found |= needs.scopes
+    return frozenset(found)
 
 
 def current_caller() -> Caller:

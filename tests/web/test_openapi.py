@@ -110,7 +110,11 @@ async def test_every_operation_documents_success_and_errors(client: Any) -> None
 async def test_protected_operations_require_bearer_or_cookie(client: Any) -> None:
     document = await openapi(client)
     schemes = document["components"]["securitySchemes"]
-    assert schemes["bearer"] == {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    assert schemes["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT, or a personal access token (qaa_pat_...)",
+    }
     assert schemes["cookie"] == {"type": "apiKey", "in": "cookie", "name": "jwt_token"}
     for key, operation in operations(document).items():
         if key in PROTECTED:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from quart import Quart
 
-from . import account, account_page, ops, pages, recovery, tokens
+from . import access_tokens, account, account_page, ops, pages, recovery, tokens
 
 
 def register_views(app: Quart) -> None:
     """Attach every blueprint."""
-    for module in (pages, tokens, account, account_page, recovery, ops):
+    for module in (pages, tokens, account, access_tokens, account_page, recovery, ops):
         app.register_blueprint(module.blueprint)

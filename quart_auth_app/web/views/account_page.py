@@ -87,13 +87,13 @@ async def done(message: str, target: str = "/account") -> WerkzeugResponse:
 
 
 @blueprint.get("/account")
-@token_required
+@token_required(session_only=True)
 async def account(user: User) -> ResponseReturnValue:
     return await render_template(TEMPLATE, values={}, **await page_context(user))
 
 
 @blueprint.post("/account/name")
-@token_required
+@token_required(session_only=True)
 async def change_name(user: User) -> ResponseReturnValue:
     body = await form_input(UpdateMeIn, TEMPLATE, **await page_context(user, "name"))
     await rename(request_db(), user, body.name)
@@ -101,7 +101,7 @@ async def change_name(user: User) -> ResponseReturnValue:
 
 
 @blueprint.post("/account/password")
-@token_required
+@token_required(session_only=True)
 async def change_password(user: User) -> ResponseReturnValue:
     body = await form_input(ChangePasswordIn, TEMPLATE, **await page_context(user, "password"))
     await change_own_password(user, body)
@@ -109,7 +109,7 @@ async def change_password(user: User) -> ResponseReturnValue:
 
 
 @blueprint.post("/account/sessions/<session_id>/revoke")
-@token_required
+@token_required(session_only=True)
 async def revoke_session(user: User, session_id: str) -> ResponseReturnValue:
     if not await services().sessions.revoke(request_db(), user.id, session_id):
         raise NotFound("That session has already ended or is not yours.")
@@ -121,7 +121,7 @@ async def revoke_session(user: User, session_id: str) -> ResponseReturnValue:
 
 
 @blueprint.post("/account/delete")
-@token_required
+@token_required(session_only=True)
 async def delete_account(user: User) -> ResponseReturnValue:
     body = await form_input(DeleteMeIn, TEMPLATE, **await page_context(user, "delete"))
     await services().accounts.delete(request_db(), user, body.password, caller_address())
