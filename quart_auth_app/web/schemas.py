@@ -123,7 +123,7 @@ class NewAccessTokenIn(Input):
         list[StrictStr], BeforeValidator(_scope_names), Field(min_length=1, max_length=50)
     ]
     expires_in_days: Annotated[
-        int | None, BeforeValidator(_blank_is_none), Field(ge=1, le=MAX_LIFETIME_DAYS)
+        Annotated[int, Field(ge=1, le=MAX_LIFETIME_DAYS)] | None, BeforeValidator(_blank_is_none)
     ] = None
 
 
