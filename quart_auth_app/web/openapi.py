@@ -288,6 +288,8 @@ HTML_ONLY = frozenset(
         "browser.change_name",
         "browser.change_password",
         "browser.revoke_session",
+        "browser.create_token",
+        "browser.revoke_token",
         "browser.delete_account",
     }
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from quart_auth_app.recovery import RESET, token_for
 from quart_auth_app.testing import (
     DEFAULT_PASSWORD,
     app_services,
+    cookie_client,
     db_session,
     make_pat,
     make_user,
@@ -29,7 +31,7 @@ from quart_auth_app.testing import (
 )
 from quart_auth_app.tokens import token_digest
 
-from ..conftest import bearer, running_app
+from ..conftest import BROWSER, bearer, running_app
 
 INVALID = {"message": "Token is invalid!"}
 SESSION_NEEDED = {"message": "A personal access token cannot do this: sign in with your password"}
@@ -493,3 +495,40 @@ async def test_made_and_revoked_tokens_are_logged_without_the_secret(
     assert f"event=access_token.created user={user.public_id} token_id={made['id']}" in lines[0]
     assert lines[1] == f"event=access_token.revoked user={user.public_id} token_id={made['id']}"
     assert not any(made["token"] in line for line in caplog.text.splitlines())
+
+
+async def test_the_account_page_makes_shows_once_and_revokes_tokens(app: Quart, user: User) -> None:
+    client = await cookie_client(app, user)
+    form = {"Content-Type": "application/x-www-form-urlencoded", **BROWSER}
+    body = "name=laptop+script&scopes=profile%3Aread&scopes=sessions&expires_in_days=90"
+    made = await client.post("/account/tokens", data=body, headers=form)
+    assert made.status_code == 200
+    assert made.headers["Cache-Control"] == "no-store"
+    page = await made.get_data(as_text=True)
+    secret = re.search(r'<code id="new-token-value">(qaa_pat_[\w-]+)</code>', page)
+    assert secret is not None
+    assert "/static/account.js" in page
+    assert (await get_me(app, secret[1])).status_code == 200
+    listed = await (await client.get("/account", headers=BROWSER)).get_data(as_text=True)
+    assert "laptop script" in listed and "profile:read, sessions" in listed
+    assert secret[1] not in listed
+    token_id = re.search(r'action="/account/tokens/([\w-]+)/revoke"', listed)
+    assert token_id is not None
+    revoked = await client.post(f"/account/tokens/{token_id[1]}/revoke", headers=BROWSER)
+    assert revoked.status_code == 302
+    assert (await get_me(app, secret[1])).status_code == 401
+    assert "laptop script" not in await (await client.get("/account", headers=BROWSER)).get_data(
+        as_text=True
+    )
+
+
+async def test_the_account_page_says_what_is_wrong_with_a_token_form(
+    app: Quart, user: User
+) -> None:
+    client = await cookie_client(app, user)
+    form = {"Content-Type": "application/x-www-form-urlencoded", **BROWSER}
+    refused = await client.post("/account/tokens", data="name=nothing", headers=form)
+    assert refused.status_code == 400
+    page = await refused.get_data(as_text=True)
+    assert 'id="access-tokens"' in page and "Please check the scopes below." in page
+    assert 'id="new-token-value"' not in page
