@@ -15,6 +15,7 @@ from ... import access_tokens
 from ...access_tokens import NewToken, scope_list
 from ...errors import NotFound
 from ...models import AccessToken, LoginSession, User
+from ...permissions import ADMIN
 from ...users import rename
 from ..auth import caller_address, clear_auth_cookies, current_claims, token_required
 from ..forms import form_input
@@ -109,7 +110,8 @@ async def page_context(user: User, form: str | None = None) -> dict[str, Any]:
         "devices": devices,
         "form": form,
         "tokens": tokens,
-        "known_scopes": scope_list(app_scopes()),
+        # The admin scope is of use only to an admin: the page offers it to them alone.
+        "known_scopes": [s for s in scope_list(app_scopes()) if s != ADMIN or ADMIN in user.roles],
         "new_token": None,
     }
 
