@@ -21,11 +21,11 @@ document.addEventListener("securitypolicyviolation", (event) => {
 
 def get_me(server: Server, token: str) -> tuple[int, Any]:
     """GET /me as a script would, with the token as its bearer."""
-    request = urllib.request.Request(
+    request = urllib.request.Request(  # noqa: S310 - the test server, over http
         f"{server.url}/me", headers={"Authorization": f"Bearer {token}"}
     )
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - our server
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
