@@ -335,10 +335,15 @@ class Bench:
             self.login_runs(r, users)
             return
         for c in self.args.concurrency:
-            say(f"round {r + 1}: c={c}: bare, /dashboard, /me, /token/refresh")
+            say(f"round {r + 1}: c={c}: bare, /dashboard (JWT, PAT), /me, /token/refresh")
             bare = self.record(f"bare@{c}", r, self.run_wrk("bare", c, ["plain", "/bare"]))
-            for name, path in (("dashboard", "/dashboard"), ("me", "/me")):
-                result = self.run_wrk("app", c, ["bearer", users, path])
+            # dashboard_pat: the same route, authenticated by personal access tokens.
+            for name, tokens, path in (
+                ("dashboard", users, "/dashboard"),
+                ("dashboard_pat", str(self.work / "pats.tsv"), "/dashboard"),
+                ("me", users, "/me"),
+            ):
+                result = self.run_wrk("app", c, ["bearer", tokens, path])
                 result["ratio"] = result["rps"] / bare["rps"]
                 result["cpu_ratio"] = bare["cpu_us"] / result["cpu_us"]
                 self.record(f"{name}@{c}", r, result)
@@ -610,7 +615,8 @@ def draw_chart(summary: dict[str, Any], path: Path, note: str) -> None:
         print("no chart: install matplotlib (pip install -e '.[bench]')")
         return
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    labels = {"bare": "bare route (ceiling)", "dashboard": "GET /dashboard", "me": "GET /me",
+    labels = {"bare": "bare route (ceiling)", "dashboard": "GET /dashboard",
+              "dashboard_pat": "GET /dashboard (personal access token)", "me": "GET /me",
               "refresh": "POST /token/refresh", "login": "POST /login",
               "dashboard_flood": "GET /dashboard + login flood"}  # fmt: skip
     for scenario, label in labels.items():
@@ -673,6 +679,7 @@ def main() -> None:
     bench = Bench(args, work, env)
     say(f"seeding {args.users} users into {work / 'app.db'}")
     bench.seed("users", str(args.users), str(work / "users.tsv"))
+    bench.seed("pats", "256", str(work / "pats.tsv"))
     with servers_up(bench):
         for name, server in bench.servers.items():
             say(f"{name}: port {server.port}, pid {server.process.pid}, "

@@ -5,6 +5,8 @@ INSTANCE_PATH), as bench/run.py does:
 
     seed.py users N OUT     create N users (one shared argon2id hash), write "email\\taccess" lines
     seed.py refresh N OUT   open N login sessions of existing users, write one refresh token a line
+    seed.py pats N OUT      make a personal access token (profile:read) for each of N existing
+                            users, write "email\\ttoken" lines (the bearer file format of users)
 """
 
 from __future__ import annotations
@@ -18,9 +20,17 @@ from pathlib import Path
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from quart_auth_app.access_tokens import PREFIX
 from quart_auth_app.config import load_settings
 from quart_auth_app.migrate import upgrade_database
-from quart_auth_app.models import LoginSession, RefreshToken, User, new_public_id, utcnow
+from quart_auth_app.models import (
+    AccessToken,
+    LoginSession,
+    RefreshToken,
+    User,
+    new_public_id,
+    utcnow,
+)
 from quart_auth_app.passwords import PasswordHasher
 from quart_auth_app.rules import email_key
 from quart_auth_app.tokens import TokenService, token_digest
@@ -97,6 +107,30 @@ async def open_sessions(
     return pairs
 
 
+async def make_pats(engine: AsyncEngine, count: int) -> list[str]:
+    """One profile:read token for each of the first `count` users; "email\ttoken" lines."""
+    async with engine.connect() as conn:
+        found = await conn.execute(select(User.id, User.email).order_by(User.id).limit(count))
+        users = [(row.id, row.email) for row in found]
+    rows, lines = [], []
+    for user_id, email in users:
+        secret = PREFIX + secrets.token_urlsafe(32)
+        rows.append(
+            {
+                "id": secrets.token_urlsafe(9),
+                "user_id": user_id,
+                "name": "wrk",
+                "digest": token_digest(secret),
+                "scopes": "profile:read",
+                "created_at": utcnow(),
+            }
+        )
+        lines.append(f"{email}\t{secret}")
+    async with engine.begin() as conn:
+        await conn.execute(insert(AccessToken), rows)
+    return lines
+
+
 async def main(command: str, count: int, out: Path) -> None:
     settings = load_settings()
     await upgrade_database(settings.database_url, settings.instance_path)
@@ -111,6 +145,8 @@ async def main(command: str, count: int, out: Path) -> None:
                 f"{email}\t{access}"
                 for (_, _, email), (access, _) in zip(users, pairs, strict=False)
             ]
+        elif command == "pats":
+            lines = await make_pats(engine, count)
         else:
             async with engine.connect() as conn:
                 found = await conn.execute(select(User.id, User.public_id, User.email).limit(1000))

@@ -65,6 +65,15 @@ class InsufficientPermissions(Forbidden):
         self.needed = needed
 
 
+class SessionRequired(InsufficientPermissions):
+    """A personal access token on a route only a login session may use (SPEC §10)."""
+
+    message = "A personal access token cannot do this: sign in with your password"
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+
 class NotFound(AppError):
     message = "Not found"
 

@@ -26,7 +26,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Every revision, oldest first (tests/unit/test_migrations.py checks this is Alembic's history).
 # The app compares a database's revision with these without importing Alembic, which would add
 # megabytes to every worker: a database at the head is left alone, one behind is refused.
-REVISIONS = ("0001", "0002", "0003", "0004", "0005")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
 HEAD_REVISION = REVISIONS[-1]
 UPGRADE_COMMAND = "quart-auth-app db upgrade"
 UPGRADE_HINT = f"run `{UPGRADE_COMMAND}`"
@@ -40,6 +40,8 @@ ROLES_REVISION = "0003"
 SECOND_FACTOR_REVISION = "0004"
 # The first revision with the mail outbox: a create_all schema that has it is stamped with it.
 OUTBOX_REVISION = "0005"
+# The revision that added access_tokens (personal access tokens, SPEC §10).
+ACCESS_TOKENS_REVISION = "0006"
 # One advisory-lock key for every process migrating the same PostgreSQL database.
 PG_LOCK_KEY = zlib.crc32(b"quart_auth_app.migrations")
 
@@ -236,6 +238,8 @@ def _made_without_alembic(connection: Connection) -> bool:
 def _adopted_revision(connection: Connection) -> str:
     """The revision a schema made by create_all is at: which models made it shows in its tables."""
     inspector = inspect(connection)
+    if inspector.has_table("access_tokens"):
+        return ACCESS_TOKENS_REVISION
     if inspector.has_table("mail_outbox"):
         return OUTBOX_REVISION
     if inspector.has_table("user_totp"):

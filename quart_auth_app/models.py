@@ -1,5 +1,5 @@
 """Database tables: users and their roles, login sessions (refresh-token families), refresh
-and mail tokens, second factors, the mail outbox."""
+and mail tokens, second factors, the mail outbox, personal access tokens."""
 
 from __future__ import annotations
 
@@ -229,3 +229,21 @@ class OutboxMail(Base):
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     # The class (and SMTP code) of the last failure: never a message that could quote the mail.
     last_error: Mapped[str | None] = mapped_column(String(200), default=None)
+
+
+class AccessToken(Base):
+    """A personal access token (SPEC §10): only the SHA-256 digest of its secret is kept."""
+
+    __tablename__ = "access_tokens"
+
+    # Public: shown in listings and named by DELETE /me/tokens/<id>; says nothing of the secret.
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True, index=True)
+    # Scope names joined by one space (permissions.NAME never holds a space).
+    scopes: Mapped[str] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

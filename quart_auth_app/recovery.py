@@ -18,6 +18,7 @@ from datetime import timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .access_tokens import revoke_every
 from .errors import InvalidMailToken
 from .lookups import find_by_email
 from .models import MailToken, User, utcnow
@@ -128,7 +129,8 @@ async def token_is_live(db: AsyncSession, token: str, purpose: str) -> bool:
 async def reset_password(
     db: AsyncSession, hasher: PasswordHasher, token: str, new_password: str
 ) -> User:
-    """Set a new password with a reset token; the token and the new hash commit together."""
+    """Set a new password with a reset token; the token, the new hash and the revocation of
+    every personal access token of the user commit together (a reset may follow a takeover)."""
     user = await claim(db, token, RESET)
     await db.commit()  # end the read before the slow hash
     new_hash = await hasher.hash(new_password)
@@ -137,6 +139,7 @@ async def reset_password(
     if not await swap_password_hash(db, user, new_hash):
         await db.rollback()
         raise InvalidMailToken()
+    await revoke_every(db, user.id)
     await db.commit()
     return user
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from . import db
+from .access_tokens import UsageRecorder
 from .accounts import Accounts
 from .config import Settings
 from .live_sockets import SocketWatch
@@ -49,6 +50,7 @@ class Services:
 
     async def close(self) -> None:
         """Release connections and threads (the app has stopped serving)."""
+        await self.sessions.usage.idle()
         await self.store.close()
         self.hasher.close()
         if self.redis is not None:
@@ -107,7 +109,8 @@ def open_services(settings: Settings, keys: KeySet | None = None) -> Services:
     tokens = TokenService(settings, keys)
     store = _session_store(settings, engine)
     hasher = password_hasher(settings)
-    sessions = SessionService(tokens, revocations, store, settings.jwt_refresh_grace_seconds)
+    usage = UsageRecorder(engine, store.write_turn)
+    sessions = SessionService(tokens, revocations, store, settings.jwt_refresh_grace_seconds, usage)
     throttle = Throttle(settings, redis)
     return Services(
         settings=settings,

@@ -20,10 +20,18 @@ from typing import Any, Protocol, cast
 from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from .access_tokens import UsageRecorder, is_pat, well_formed
 from .config import DEFAULT_DATABASE_TIMEOUT
 from .db import sqlite_file
 from .errors import RefreshRaced, TokenInvalid
-from .lookups import LIVE_SESSIONS, DbRow, find_by_email, read_live_user
+from .lookups import (
+    LIVE_SESSIONS,
+    DbRow,
+    PatGrant,
+    find_by_email,
+    read_live_user,
+    read_pat_user,
+)
 from .models import LoginSession, RefreshToken, User, utcnow
 from .revocation import RevocationList
 from .tokens import Claims, InvalidToken, TokenService, token_digest
@@ -52,6 +60,10 @@ class SessionStore(Protocol):
 
     async def live_sessions(self, keys: Collection[SessionKey]) -> set[SessionKey]:
         """Which of the (session id, public id) pairs name a live session, read together."""
+        ...
+
+    async def user_for_pat(self, digest: bytes) -> PatGrant | None:
+        """The unrevoked personal access token with this digest and its active user, or None."""
         ...
 
     async def user_by_email(self, email: str) -> User | None:
@@ -115,6 +127,10 @@ class EngineStore:
                 found.update((row[0], row[1]) for row in await conn.execute(LIVE_SESSIONS, chunk))
         return found & set(keys)
 
+    async def user_for_pat(self, digest: bytes) -> PatGrant | None:
+        async with self.engine.connect() as conn:
+            return await read_pat_user(conn, digest)
+
     async def user_by_email(self, email: str) -> User | None:
         async with self.engine.connect() as conn:
             return await find_by_email(conn, email)
@@ -176,10 +192,12 @@ class SessionService:
         revocations: RevocationList,
         store: SessionStore,
         grace_seconds: int,
+        usage: UsageRecorder,
     ) -> None:
         self.tokens = tokens
         self.revocations = revocations
         self.store = store
+        self.usage = usage
         self.grace = timedelta(seconds=grace_seconds)
 
     async def start(
@@ -259,6 +277,20 @@ class SessionService:
             raise TokenInvalid()
         return user, claims
 
+    async def user_for_pat(self, token: str) -> PatGrant:
+        """The grant of a live personal access token (one indexed read), else TokenInvalid.
+
+        Its use is noted for last_used_at, which is written later and at most once a minute.
+        """
+        if not well_formed(token):
+            raise TokenInvalid()
+        grant = await self.store.user_for_pat(token_digest(token))
+        now = utcnow()
+        if grant is None or not grant.live(now):
+            raise TokenInvalid()
+        self.usage.seen(grant.token_id, grant.last_used_at, now)
+        return grant
+
     async def revoke(self, db: AsyncSession, user_id: int, session_id: str) -> bool:
         """End one of the user's sessions; False if it was not theirs or already ended."""
         if not SESSION_ID.fullmatch(session_id):
@@ -319,6 +351,8 @@ class SessionService:
         return int(done.rowcount + gone.rowcount)  # type: ignore[attr-defined]
 
     def _verify(self, token: str, expected: str) -> Claims:
+        if is_pat(token):
+            raise TokenInvalid()  # a personal access token is never decoded as a JWT
         try:
             return self.tokens.verify(token, "refresh" if expected == "refresh" else "access")
         except InvalidToken:

@@ -1,4 +1,5 @@
-"""Test helpers for this project and for apps built on it: users, signed-in clients, tokens.
+"""Test helpers for this project and for apps built on it: users, signed-in clients, tokens
+(JWTs from sign_in and mint_token, personal access tokens from make_pat and pat_client).
 
 Use inside `async with app.test_app():` so start-up hooks (engine, schema) have run, as the `app`
 fixture of the package's pytest plugin (pytest_plugin.py) is::
@@ -31,9 +32,11 @@ from quart.testing.connections import WebsocketDisconnectError
 from quart.typing import TestClientProtocol, TestWebsocketConnectionProtocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from . import access_tokens
 from .lookups import find_by_email
 from .models import User
 from .outbox import MailSender
+from .permissions import checked_names
 from .roles import grant
 from .services import Services
 from .sessions import TokenPair
@@ -125,6 +128,31 @@ async def bearer_client(app: Quart, user: User) -> BearerClient:
     """A client authenticated by a bearer header for a new session of the user."""
     tokens = await sign_in(app, user)
     return BearerClient(app.test_client(), tokens.access_token)
+
+
+async def make_pat(
+    app: Quart,
+    user: User,
+    scopes: Iterable[str] = ("profile:read",),
+    *,
+    name: str = "test token",
+    expires_in_days: int | None = None,
+) -> str:
+    """Make a personal access token for the user and return its secret (send it as a bearer).
+
+    Any valid scope name is accepted, those of routes not yet declared included.
+    """
+    chosen = checked_names(scopes, "scope")
+    async with app_services(app).db_sessions() as db:
+        made = await access_tokens.create(db, user, name, chosen, expires_in_days)
+    return made.secret
+
+
+async def pat_client(
+    app: Quart, user: User, scopes: Iterable[str] = ("profile:read",)
+) -> BearerClient:
+    """A client authenticated by a new personal access token of the user with `scopes`."""
+    return BearerClient(app.test_client(), await make_pat(app, user, scopes))
 
 
 async def cookie_client(app: Quart, user: User) -> QuartClient:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnClause
 
 from ..config import DEFAULT_DATABASE_TIMEOUT
-from ..lookups import BY_EMAIL, LIVE, USER_SELECT
+from ..lookups import BY_EMAIL, LIVE, PAT_COLUMNS, PAT_USER, USER_SELECT, PatGrant, pat_grant
 from ..models import LoginSession, User
 from ..rules import email_key
 from .batches import Batcher
@@ -58,7 +58,9 @@ class BatchedReader:
     ) -> None:
         self.sql, self.order = compiled_sql(LIVE_USERS, engine)
         self.by_email = compiled_sql(BY_EMAIL, engine)
+        self.pat_user = compiled_sql(PAT_USER, engine)
         self.rows = UserRows(engine.dialect)
+        self.pat_rows = UserRows(engine.dialect, PAT_COLUMNS)
         self.thread = SqliteThread(
             path, read_only=True, name="sqlite-reader", busy_timeout=busy_timeout
         )
@@ -82,6 +84,16 @@ class BatchedReader:
             None if (values := found.get(index)) is None else self.rows.user(values)
             for index in range(len(pairs))
         ]
+
+    async def user_for_pat(self, digest: bytes) -> PatGrant | None:
+        """lookups.PAT_USER on the reader's connection: a PAT check in one hop."""
+        sql, order = self.pat_user
+        params = {"digest": digest}
+        rows = await self.thread.run(_fetch, sql, [params[name] for name in order])
+        if not rows:
+            return None
+        user, token_columns = self.pat_rows.split(rows[0])
+        return pat_grant(user, token_columns)
 
     async def close(self) -> None:
         await self.thread.close()

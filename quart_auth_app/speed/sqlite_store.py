@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..config import DEFAULT_DATABASE_TIMEOUT
-from ..lookups import DbRow
+from ..lookups import DbRow, PatGrant
 from ..models import User
 from ..sessions import LOGIN_SESSIONS, REFRESH_TOKENS, SessionKey, WriteTurn
 from .sqlite_reader import BatchedReader
@@ -36,6 +36,9 @@ class SqliteStore:
         wanted = list(keys)
         users = await asyncio.gather(*(self.reader.live_user(*key) for key in wanted))
         return {key for key, user in zip(wanted, users, strict=True) if user is not None}
+
+    async def user_for_pat(self, digest: bytes) -> PatGrant | None:
+        return await self.reader.user_for_pat(digest)
 
     async def user_by_email(self, email: str) -> User | None:
         return await self.reader.user_by_email(email)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sqlalchemy import ColumnElement
 from sqlalchemy.engine import Dialect
 
 from ..lookups import USER_COLUMNS, USER_SELECT
@@ -12,18 +13,30 @@ from ..models import User
 
 
 class UserRows:
-    """Applies each column's result processor for the dialect (UTCDateTime's, for one)."""
+    """Applies each column's result processor for the dialect (UTCDateTime's, for one).
 
-    def __init__(self, dialect: Dialect) -> None:
+    A row may carry `extra` columns after the user's (a token's, read with its user).
+    """
+
+    def __init__(self, dialect: Dialect, extra: Sequence[ColumnElement[Any]] = ()) -> None:
         self.processors: list[Callable[[Any], Any] | None] = [
             column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in USER_SELECT
+            for column in (*USER_SELECT, *extra)
         ]
 
     def user(self, values: Sequence[Any]) -> User:
         """A detached User from the row's values, in USER_SELECT's order (only read)."""
-        converted = (
+        return User(**dict(zip(USER_COLUMNS, self._converted(values), strict=True)))
+
+    def split(self, values: Sequence[Any]) -> tuple[User, list[Any]]:
+        """The user of a row with extra columns, and those columns' values."""
+        converted = self._converted(values)
+        split = len(USER_COLUMNS)
+        user = User(**dict(zip(USER_COLUMNS, converted[:split], strict=True)))
+        return user, converted[split:]
+
+    def _converted(self, values: Sequence[Any]) -> list[Any]:
+        return [
             value if proc is None else proc(value)
             for proc, value in zip(self.processors, values, strict=True)
-        )
-        return User(**dict(zip(USER_COLUMNS, converted, strict=True)))
+        ]

@@ -7,10 +7,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from functools import wraps
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast, overload
 
-from quart import after_this_request, has_websocket_context, request, websocket
+from quart import Quart, after_this_request, has_websocket_context, request, websocket
 from werkzeug.sansio.response import Response
 
+from ..access_tokens import is_pat
 from ..errors import MfaEnrollmentRequired, ReauthRequired, RefreshRaced, TokenInvalid, TokenMissing
+from ..lookups import PatGrant
 from ..models import User
 from ..permissions import Needs
 from ..sessions import TokenPair
@@ -39,17 +41,37 @@ async def authenticate_request() -> Caller:
     """Resolve the caller once per request: the header wins; a cookie may renew silently."""
     current = state()
     if current.caller is None:
-        user, claims = await _resolve()
-        current.caller = Caller(user, claims)
+        current.caller = await _resolve()
     return current.caller
 
 
-async def _resolve() -> tuple[User, Claims]:
+async def _resolve() -> Caller:
     header = bearer_token()
     if header is not None:
         if not header:
             raise TokenInvalid()
-        return await _user_for(header)
+        if is_pat(header):  # told by its prefix: never decoded as a JWT
+            return pat_caller(await services().sessions.user_for_pat(header))
+        return Caller(*await _user_for(header))
+    return Caller(*await _from_cookies())
+
+
+def pat_caller(grant: PatGrant) -> Caller:
+    """The caller a personal access token proves: held to its scopes, naming no session."""
+    claims = Claims(
+        public_id=grant.user.public_id,
+        session_id="",
+        jti=grant.token_id,
+        type="access",
+        issued_at=0,  # no sign-in stands behind it: never a recent authentication
+        expires_at=0 if grant.expires_at is None else int(grant.expires_at.timestamp()),
+    )
+    return Caller(grant.user, claims, grant.scopes)
+
+
+async def _from_cookies() -> tuple[User, Claims]:
+    # A personal access token is sent in the header only: one in a cookie is refused as any
+    # token that is not a JWT (sessions.SessionService._verify, before decoding).
     cookie = request.cookies.get(ACCESS_COOKIE)
     refresh = request.cookies.get(REFRESH_COOKIE)
     if not cookie and not refresh:
@@ -150,7 +172,11 @@ def token_required(
 
 @overload
 def token_required(
-    *, roles: Iterable[str] = (), scopes: Iterable[str] = (), fresh: bool = False
+    *,
+    roles: Iterable[str] = (),
+    scopes: Iterable[str] = (),
+    fresh: bool = False,
+    session_only: bool = False,
 ) -> Gate: ...
 
 
@@ -161,16 +187,19 @@ def token_required(
     roles: Iterable[str] = (),
     scopes: Iterable[str] = (),
     fresh: bool = False,
+    session_only: bool = False,
 ) -> Callable[P, Awaitable[R]] | Gate:
     """Let the view run only for a valid access token; pass it the user first, as the tutorial.
 
     With `roles`, the user must hold every one (read on this request: a revoked role holds at
-    once); with `scopes`, a personal access token must carry every one. Either missing is a 403.
+    once); with `scopes`, a personal access token must carry every one; with `session_only`,
+    no personal access token may call it at all (a login session is needed). Each is a 403.
     With `fresh`, the sign-in behind the token must be within JWT_FRESH_SECONDS (RFC 9470
     step-up): an older one is a 401 "Recent authentication required", and POST /reauth makes
-    it fresh again.
+    it fresh again. A personal access token is not held to `fresh`: it was made by a fresh
+    sign-in (POST /me/tokens is fresh-only) and is limited by its scopes.
     """
-    gate = _gate(Needs.of(roles, scopes), fresh)
+    gate = _gate(Needs.of(roles, scopes, session_only), fresh)
     return gate if view is None else gate(view)
 
 
@@ -184,11 +213,14 @@ def _gate(needs: Needs, fresh: bool) -> Gate:
             state().protected = True
             caller = await authenticate_request()
             needs.check(caller.user.roles, caller.scopes)
-            if fresh:
+            # A personal access token has no sign-in to be fresh: it was made by a fresh one and
+            # is held to its scopes (as GitHub's sudo mode spares its tokens).
+            if fresh and caller.scopes is None:
                 require_fresh(caller.claims)
             await require_enrollment(caller.user)
             return await view(caller.user, *args, **kwargs)
 
+        gated.needs = needs  # type: ignore[attr-defined]  # read by declared_scopes()
         return gated
 
     return gate
@@ -239,6 +271,16 @@ def require_fresh(claims: Claims) -> None:
     max_age = services().settings.jwt_fresh_seconds
     if time.time() - claims.auth_time > max_age:
         raise ReauthRequired(max_age)
+
+
+def declared_scopes(app: Quart) -> frozenset[str]:
+    """Every scope some route of the app asks for (the scopes a token may usefully carry)."""
+    found: set[str] = set()
+    for view in app.view_functions.values():
+        needs = getattr(view, "needs", None)
+        if isinstance(needs, Needs):
+            found |= needs.scopes
+    return frozenset(found)
 
 
 def current_caller() -> Caller:

@@ -65,8 +65,9 @@ def headers_of(error: AppError) -> dict[str, str]:
     if isinstance(error, TokenMissing):
         return {"WWW-Authenticate": "Bearer"}
     if isinstance(error, InsufficientPermissions):
-        needed = " ".join(error.needed)
-        return {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{needed}"'}
+        # A route only a login session may use names no scope a token could be given.
+        needed = f', scope="{" ".join(error.needed)}"' if error.needed else ""
+        return {"WWW-Authenticate": f'Bearer error="insufficient_scope"{needed}'}
     if isinstance(error, ReauthRequired):
         # RFC 9470 §3: the client may step up and retry.
         return {

@@ -19,12 +19,17 @@ from .state import FormPage, state
 M = TypeVar("M", bound=Input)
 
 
-async def form_input(model: type[M], template: str | None = None, **context: Any) -> M:
-    """Read and validate the body; on failure a browser sees `template` again with the error."""
+async def form_input(
+    model: type[M], template: str | None = None, *, lists: tuple[str, ...] = (), **context: Any
+) -> M:
+    """Read and validate the body; on failure a browser sees `template` again with the error.
+
+    A form field named in `lists` is read as every value sent for it (checkboxes).
+    """
     current = state()
     if template is not None:
         current.form = FormPage(template, context)
-    data = await read_input()
+    data = await read_input(lists)
     current.form_values = {k: v for k, v in data.items() if isinstance(v, str)}
     return parse_input(model, data)
 

@@ -82,8 +82,11 @@ def parse_json(raw: bytes) -> dict[str, Any]:
     return data
 
 
-async def read_input() -> dict[str, Any]:
-    """The request body as a dict, from JSON or a form; an empty body is an empty dict."""
+async def read_input(lists: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The request body as a dict, from JSON or a form; an empty body is an empty dict.
+
+    A form field named in `lists` becomes the list of its values; any other, its first value.
+    """
     mimetype = request.mimetype
     try:
         if mimetype in JSON_TYPES or mimetype.endswith("+json"):
@@ -91,7 +94,7 @@ async def read_input() -> dict[str, Any]:
             return parse_json(bytes(body)) if body.strip() else {}
         if mimetype in FORM_TYPES:
             form = await request.form
-            return {key: form.get(key) for key in form}
+            return {key: form.getlist(key) if key in lists else form.get(key) for key in form}
         raw = await request.get_data(cache=True)
     except RequestEntityTooLarge:
         raise

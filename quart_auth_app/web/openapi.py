@@ -32,6 +32,7 @@ from quart_schema import (
 
 from . import docs_ui
 from .schemas import (
+    AccessTokensOut,
     AdminUserIn,
     AdminUserOut,
     AdminUsersOut,
@@ -47,6 +48,8 @@ from .schemas import (
     MeOut,
     MessageOut,
     MfaRequiredOut,
+    NewAccessTokenIn,
+    NewAccessTokenOut,
     ReauthIn,
     RecoveryCodesOut,
     RefreshIn,
@@ -75,8 +78,9 @@ FRESH_TEXT = (
 ERROR_TEXT = {
     400: "Invalid input, malformed body or unsupported content type",
     401: "Missing, invalid, expired or revoked token, or wrong credentials",
-    403: "Cross-origin request refused, email not verified, account disabled, or a role or "
-    "scope the route needs is missing (WWW-Authenticate names it)",
+    403: "Cross-origin request refused, email not verified, account disabled, a role or scope "
+    "missing (WWW-Authenticate names it), or a personal access token where a login session is "
+    "needed",
     404: "Not found",
     409: "Refused by the current state: two-factor authentication already on (or not on), or "
     "the change would leave no active admin",
@@ -85,9 +89,11 @@ ERROR_TEXT = {
     503: "A backing store (database, revocation list) cannot be reached",
 }
 BODY_ERRORS = (400, 403, 413)
-AUTH_ERRORS = (401, 503)
-# Admin routes: also 403 for a caller without the admin role (or a token without the scope).
-ADMIN_ERRORS = (*AUTH_ERRORS, 403)
+# 403: a role or scope the route needs, or a personal access token where a session is needed.
+AUTH_ERRORS = (401, 403, 503)
+AUTH_BODY_ERRORS = (400, 413, *AUTH_ERRORS)
+# Admin routes: 403 for a caller without the admin role (or a token without the scope).
+ADMIN_ERRORS = AUTH_ERRORS
 ADMIN_TEXT = (
     "Needs the `admin` role (read on every request); a personal access token also needs the "
     "`admin` scope. Without them: 403 with "
@@ -221,7 +227,7 @@ DOCS: dict[str, Doc] = {
         "Revoke this access token and its refresh family; clears the cookies",
         "tokens",
         (200, MessageOut),
-        (*AUTH_ERRORS, 403),
+        AUTH_ERRORS,
         auth=True,
         html_too=True,
     ),
@@ -229,7 +235,7 @@ DOCS: dict[str, Doc] = {
         "Revoke every token of the user",
         "tokens",
         (200, MessageOut),
-        (*AUTH_ERRORS, 403),
+        AUTH_ERRORS,
         auth=True,
         html_too=True,
     ),
@@ -244,7 +250,7 @@ DOCS: dict[str, Doc] = {
         "Revoke one session and its access tokens",
         "sessions",
         (NO_CONTENT, None),
-        (*AUTH_ERRORS, 403, 404),
+        (*AUTH_ERRORS, 404),
         auth=True,
     ),
     "tokens.jwks": Doc("Public keys for asymmetric algorithms (JWKS)", "tokens", (200, JwksOut)),
@@ -253,7 +259,7 @@ DOCS: dict[str, Doc] = {
         "Rename the signed-in user",
         "account",
         (200, MeOut),
-        (*BODY_ERRORS, *AUTH_ERRORS),
+        AUTH_BODY_ERRORS,
         UpdateMeIn,
         auth=True,
     ),
@@ -261,7 +267,7 @@ DOCS: dict[str, Doc] = {
         "Change the password; every other session is revoked",
         "account",
         (NO_CONTENT, None),
-        (*BODY_ERRORS, *AUTH_ERRORS, 429),
+        (*AUTH_BODY_ERRORS, 429),
         ChangePasswordIn,
         auth=True,
     ),
@@ -269,7 +275,7 @@ DOCS: dict[str, Doc] = {
         "Delete the account (password required); every token stops working",
         "account",
         (NO_CONTENT, None),
-        (*BODY_ERRORS, *AUTH_ERRORS, 429),
+        (*AUTH_BODY_ERRORS, 429),
         DeleteMeIn,
         auth=True,
     ),
@@ -314,7 +320,7 @@ DOCS: dict[str, Doc] = {
         "Send the verification link again (signed in, or naming the address)",
         "recovery",
         (202, MessageOut),
-        (*BODY_ERRORS, *AUTH_ERRORS, 429),
+        (*AUTH_BODY_ERRORS, 429),
         ResendVerificationIn,
         auth=True,
         anonymous_too=True,
@@ -362,6 +368,42 @@ DOCS: dict[str, Doc] = {
         auth=True,
         description=f"{ADMIN_TEXT} {FRESH_TEXT}",
     ),
+    "access_tokens.create_token": Doc(
+        "Make a personal access token; its secret is in this answer only",
+        "access tokens",
+        (201, NewAccessTokenOut),
+        AUTH_BODY_ERRORS,
+        NewAccessTokenIn,
+        auth=True,
+        description=(
+            "Only a login session may call this (a personal access token gets 403). `scopes`: "
+            "a non-empty list (or one space-separated string) of `profile:read`, "
+            "`profile:write`, `sessions`, `admin` and any scope a route of the app declares; "
+            "`expires_in_days`: 1 to 365, or absent for a token that does not expire. At most "
+            "50 live tokens per account (400 beyond). Send the token as "
+            "`Authorization: Bearer qaa_pat_...`."
+        ),
+    ),
+    "access_tokens.list_tokens": Doc(
+        "The caller's live personal access tokens (never their secrets)",
+        "access tokens",
+        (200, AccessTokensOut),
+        AUTH_ERRORS,
+        auth=True,
+        description=(
+            "Only a login session may call this. `last_used_at` is written at most once a "
+            "minute per token, so it may lag a use by up to a minute; `known_scopes` lists "
+            "what a new token may be given."
+        ),
+    ),
+    "access_tokens.revoke_token": Doc(
+        "Revoke one of the caller's personal access tokens (refused on the next request)",
+        "access tokens",
+        (NO_CONTENT, None),
+        (*AUTH_ERRORS, 404),
+        auth=True,
+        description="Only a login session may call this; 404 for a token unknown or not yours.",
+    ),
     "ops.healthz": Doc(
         "Health: do the database (at this code's schema) and Redis answer?",
         "operations",
@@ -382,6 +424,8 @@ HTML_ONLY = frozenset(
         "browser.change_name",
         "browser.change_password",
         "browser.revoke_session",
+        "browser.create_token",
+        "browser.revoke_token",
         "browser.delete_account",
         "mfa.reauth_page",
         "mfa_page.setup",
@@ -463,7 +507,10 @@ def init_app(app: Quart) -> None:
         app,
         info=Info(title="quart_auth_app", version=_version(), description=__doc__.split("\n")[0]),
         security_schemes={
-            "bearer": HttpSecurityScheme(scheme="bearer", bearer_format="JWT"),
+            # A JWT from /login, or a personal access token (POST /me/tokens) held to its scopes.
+            "bearer": HttpSecurityScheme(
+                scheme="bearer", bearer_format="JWT, or a personal access token (qaa_pat_...)"
+            ),
             "cookie": APIKeySecurityScheme(name="jwt_token", in_="cookie"),
         },
         swagger_ui_path=None,

@@ -15,6 +15,7 @@ from pydantic import (
     ValidationError,
 )
 
+from ..access_tokens import MAX_LIFETIME_DAYS
 from ..admin import DEFAULT_LIMIT, MAX_LIMIT, MAX_QUERY
 from ..errors import InvalidInput
 from ..permissions import checked_names
@@ -173,6 +174,52 @@ class AdminUserIn(Input):
     name: Name | None = None
 
 
+def _scope_names(value: Any) -> Any:
+    """A list of scope names, or one string of them separated by spaces (as OAuth's `scope`)."""
+    return value.split() if isinstance(value, str) else value
+
+
+def _blank_is_none(value: Any) -> Any:
+    return None if value == "" else value  # a form's "never expires" choice
+
+
+class NewAccessTokenIn(Input):
+    name: Name
+    scopes: Annotated[
+        list[StrictStr], BeforeValidator(_scope_names), Field(min_length=1, max_length=50)
+    ]
+    expires_in_days: Annotated[
+        Annotated[int, Field(ge=1, le=MAX_LIFETIME_DAYS)] | None, BeforeValidator(_blank_is_none)
+    ] = None
+
+
+class AccessTokenOut(BaseModel):
+    id: str
+    name: str
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+
+class NewAccessTokenOut(BaseModel):
+    """The token just made: `token` is its secret, shown this once and never again."""
+
+    id: str
+    name: str
+    token: str
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime | None
+
+
+class AccessTokensOut(BaseModel):
+    """The caller's live tokens (no secrets), and the scopes a new one may be given."""
+
+    tokens: list[AccessTokenOut]
+    known_scopes: list[str]
+
+
 class MessageOut(BaseModel):
     message: str
 
@@ -262,6 +309,8 @@ _REASONS = {
     "string_too_long": "Too long",
     # Lone surrogates ("\ud800" escaped in JSON) cannot be encoded: say so plainly.
     "string_unicode": "Contains invalid characters (lone surrogates)",
+    "too_short": "Choose at least one",
+    "list_type": "Must be a list of strings, or one string of names separated by spaces",
 }
 
 

@@ -24,11 +24,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Caller:
-    """The authenticated user behind the request and the claims of the token that proved it."""
+    """The authenticated user behind the request and the claims of the token that proved it.
+
+    For a personal access token the claims name no session (`session_id` is "") and `jti` is
+    the token's id.
+    """
 
     user: User
     claims: Claims
-    # None: a login session, limited by its user's roles only; else the token's scopes.
+    # None: a login session, limited by its user's roles only; else the PAT's scopes.
     scopes: frozenset[str] | None = None
 
 

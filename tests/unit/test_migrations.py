@@ -284,3 +284,16 @@ async def test_schema_made_by_create_all_before_the_key_is_upgraded(
     assert await email_keys(engine) == {"Ülrich@example.com": "ülrich@example.com"}
     async with engine.connect() as conn:
         assert await conn.run_sync(current_revision) == HEAD
+
+
+async def test_schema_made_by_create_all_before_access_tokens_gains_them(
+    empty_url: str, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    # An earlier version's create_all with roles (0003) but no access_tokens, no alembic_version.
+    await at_revision(empty_url, "0003")
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP TABLE alembic_version"))
+    await upgrade_database(empty_url, tmp_path)
+    async with engine.connect() as conn:
+        assert await conn.run_sync(current_revision) == HEAD
+        assert await conn.run_sync(schema_diff) == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from quart_auth_app.errors import InsufficientPermissions
+from quart_auth_app.errors import InsufficientPermissions, SessionRequired
 from quart_auth_app.permissions import Needs
 
 
@@ -42,3 +42,11 @@ def test_a_bad_name_fails_when_the_route_is_declared(bad: str) -> None:
         Needs.of(roles=[bad])
     with pytest.raises(ValueError, match="not a valid scope name"):
         Needs.of(scopes=[bad])
+
+
+def test_a_session_only_route_refuses_any_token_and_admits_a_session() -> None:
+    needs = Needs.of(session_only=True)
+    needs.check(frozenset(), None)  # a login session
+    for scopes in (frozenset(), frozenset({"profile:read", "admin"})):
+        with pytest.raises(SessionRequired):
+            needs.check(frozenset({"admin"}), scopes)

@@ -27,6 +27,8 @@ HTML_ONLY = {
     "browser.change_name",
     "browser.change_password",
     "browser.revoke_session",
+    "browser.create_token",
+    "browser.revoke_token",
     "browser.delete_account",
     "mfa.reauth_page",
     "mfa_page.setup",
@@ -57,6 +59,9 @@ PROTECTED = {
     ("/admin/users/{public_id}", "get"),
     ("/admin/users/{public_id}", "patch"),
     ("/admin/users/{public_id}/logout", "post"),
+    ("/me/tokens", "get"),
+    ("/me/tokens", "post"),
+    ("/me/tokens/{token_id}", "delete"),
 }
 # Signed-in callers send nothing; others name their address in the body.
 OPTIONAL_AUTH = {("/verify/request", "post")}
@@ -130,12 +135,17 @@ async def test_every_operation_documents_success_and_errors(client: Any) -> None
 async def test_protected_operations_require_bearer_or_cookie(client: Any) -> None:
     document = await openapi(client)
     schemes = document["components"]["securitySchemes"]
-    assert schemes["bearer"] == {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    assert schemes["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT, or a personal access token (qaa_pat_...)",
+    }
     assert schemes["cookie"] == {"type": "apiKey", "in": "cookie", "name": "jwt_token"}
     for key, operation in operations(document).items():
         if key in PROTECTED:
             assert operation["security"] == [{"bearer": []}, {"cookie": []}], key
-            assert "401" in {str(code) for code in operation["responses"]}, key
+            codes = {str(code) for code in operation["responses"]}
+            assert {"401", "403"} <= codes, key  # 403: a scope, a role or a session needed
         elif key in OPTIONAL_AUTH:
             assert operation["security"] == [{"bearer": []}, {"cookie": []}, {}], key
         else:

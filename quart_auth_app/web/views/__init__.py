@@ -5,6 +5,7 @@ from __future__ import annotations
 from quart import Quart
 
 from . import (
+    access_tokens,
     account,
     account_page,
     admin,
@@ -25,6 +26,7 @@ def register_views(app: Quart) -> None:
         pages,
         tokens,
         account,
+        access_tokens,
         account_page,
         mfa,
         mfa_page,

@@ -52,7 +52,7 @@ async def update_me(user: User) -> ResponseReturnValue:
 
 
 @blueprint.post("/me/password")
-@token_required
+@token_required(session_only=True)
 async def change_password(user: User) -> ResponseReturnValue:
     body = await form_input(ChangePasswordIn)
     await change_own_password(user, body)
@@ -60,7 +60,7 @@ async def change_password(user: User) -> ResponseReturnValue:
 
 
 @blueprint.delete("/me")
-@token_required
+@token_required(session_only=True)
 async def delete_me(user: User) -> ResponseReturnValue:
     body = await form_input(DeleteMeIn)
     await services().accounts.delete(request_db(), user, body.password, caller_address())

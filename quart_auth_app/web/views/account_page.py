@@ -7,17 +7,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from quart import Blueprint, flash, redirect, render_template
+from quart import Blueprint, flash, make_response, redirect, render_template
 from quart.typing import ResponseReturnValue
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from ... import access_tokens
+from ...access_tokens import NewToken, scope_list
 from ...errors import NotFound
-from ...models import LoginSession, User
+from ...models import AccessToken, LoginSession, User
+from ...permissions import ADMIN
 from ...users import rename
 from ..auth import caller_address, clear_auth_cookies, current_claims, token_required
 from ..forms import form_input
-from ..schemas import ChangePasswordIn, DeleteMeIn, UpdateMeIn
+from ..schemas import ChangePasswordIn, DeleteMeIn, NewAccessTokenIn, UpdateMeIn
 from ..state import request_db, services
+from .access_tokens import SCOPES_FIELD, app_scopes, make_token
 from .account import change_own_password
 
 blueprint = Blueprint("browser", __name__)
@@ -72,6 +76,29 @@ def _device(row: LoginSession, current: str) -> Device:
     )
 
 
+@dataclass(frozen=True)
+class TokenLine:
+    """One live personal access token as the account page lists it."""
+
+    id: str
+    name: str
+    scopes: str
+    created_at: str
+    last_used_at: str
+    expires_at: str
+
+
+def _token_line(row: AccessToken) -> TokenLine:
+    return TokenLine(
+        id=row.id,
+        name=row.name,
+        scopes=", ".join(row.scopes.split()),
+        created_at=_when(row.created_at),
+        last_used_at=_when(row.last_used_at) if row.last_used_at else "never used",
+        expires_at=f"expires {_when(row.expires_at)}" if row.expires_at else "never expires",
+    )
+
+
 async def page_context(user: User, form: str | None = None) -> dict[str, Any]:
     """What account.html needs; `form` says which section an error belongs to."""
     current = current_claims().session_id
@@ -80,12 +107,17 @@ async def page_context(user: User, form: str | None = None) -> dict[str, Any]:
     mfa = services().accounts.mfa
     totp = await mfa.enabled(request_db(), user.id)
     codes_left = await mfa.remaining_codes(request_db(), user.id) if totp else 0
+    tokens = [_token_line(row) for row in await access_tokens.list_live(request_db(), user.id)]
     return {
         "user": user,
         "devices": devices,
         "form": form,
         "totp": totp,
         "codes_left": codes_left,
+        "tokens": tokens,
+        # The admin scope is of use only to an admin: the page offers it to them alone.
+        "known_scopes": [s for s in scope_list(app_scopes()) if s != ADMIN or ADMIN in user.roles],
+        "new_token": None,
     }
 
 
@@ -96,13 +128,13 @@ async def done(message: str, target: str = "/account") -> WerkzeugResponse:
 
 
 @blueprint.get("/account")
-@token_required
+@token_required(session_only=True)
 async def account(user: User) -> ResponseReturnValue:
     return await render_template(TEMPLATE, values={}, **await page_context(user))
 
 
 @blueprint.post("/account/name")
-@token_required
+@token_required(session_only=True)
 async def change_name(user: User) -> ResponseReturnValue:
     body = await form_input(UpdateMeIn, TEMPLATE, **await page_context(user, "name"))
     await rename(request_db(), user, body.name)
@@ -110,7 +142,7 @@ async def change_name(user: User) -> ResponseReturnValue:
 
 
 @blueprint.post("/account/password")
-@token_required
+@token_required(session_only=True)
 async def change_password(user: User) -> ResponseReturnValue:
     body = await form_input(ChangePasswordIn, TEMPLATE, **await page_context(user, "password"))
     await change_own_password(user, body)
@@ -118,7 +150,7 @@ async def change_password(user: User) -> ResponseReturnValue:
 
 
 @blueprint.post("/account/sessions/<session_id>/revoke")
-@token_required
+@token_required(session_only=True)
 async def revoke_session(user: User, session_id: str) -> ResponseReturnValue:
     if not await services().sessions.revoke(request_db(), user.id, session_id):
         raise NotFound("That session has already ended or is not yours.")
@@ -129,8 +161,31 @@ async def revoke_session(user: User, session_id: str) -> ResponseReturnValue:
     return response
 
 
+@blueprint.post("/account/tokens")
+@token_required(fresh=True, session_only=True)
+async def create_token(user: User) -> ResponseReturnValue:
+    context = await page_context(user, "token")
+    body = await form_input(NewAccessTokenIn, TEMPLATE, lists=SCOPES_FIELD, **context)
+    made: NewToken = await make_token(user, body)
+    # Shown on this page, never flashed: a flashed secret would travel in the session cookie.
+    page = await render_template(
+        TEMPLATE, values={}, **{**await page_context(user), "new_token": made}
+    )
+    response = await make_response(page)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blueprint.post("/account/tokens/<token_id>/revoke")
+@token_required(session_only=True)
+async def revoke_token(user: User, token_id: str) -> ResponseReturnValue:
+    if not await access_tokens.revoke(request_db(), user, token_id):
+        raise NotFound("That access token has already been revoked or is not yours.")
+    return await done("The access token has been revoked.")
+
+
 @blueprint.post("/account/delete")
-@token_required
+@token_required(session_only=True)
 async def delete_account(user: User) -> ResponseReturnValue:
     body = await form_input(DeleteMeIn, TEMPLATE, **await page_context(user, "delete"))
     await services().accounts.delete(request_db(), user, body.password, caller_address())

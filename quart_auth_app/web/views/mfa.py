@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from quart import Blueprint, jsonify, redirect, render_template, request
 from quart.typing import ResponseReturnValue
 
@@ -68,13 +70,13 @@ async def login_mfa() -> ResponseReturnValue:
 
 
 @blueprint.get("/reauth")
-@token_required
+@token_required(session_only=True)
 async def reauth_page(user: User) -> ResponseReturnValue:
     return await render_template(REAUTH_PAGE, values={}, **await _reauth_context(user))
 
 
 @blueprint.post("/reauth")
-@token_required
+@token_required(session_only=True)
 async def reauth(user: User) -> ResponseReturnValue:
     body = await form_input(ReauthIn, REAUTH_PAGE, **await _reauth_context(user))
     pair = await services().accounts.reauthenticate(
@@ -87,13 +89,13 @@ async def reauth(user: User) -> ResponseReturnValue:
     return response
 
 
-async def _reauth_context(user: User) -> dict[str, object]:
+async def _reauth_context(user: User) -> dict[str, Any]:
     totp = await services().accounts.mfa.enabled(request_db(), user.id)
     return {"user": user, "totp": totp, "next": next_param() or ""}
 
 
 @blueprint.post("/me/mfa/totp")
-@token_required
+@token_required(session_only=True)
 async def enroll(user: User) -> ResponseReturnValue:
     body = await form_input(TotpEnrollIn)
     found = await services().accounts.enroll_totp(
@@ -103,7 +105,7 @@ async def enroll(user: User) -> ResponseReturnValue:
 
 
 @blueprint.post("/me/mfa/totp/confirm")
-@token_required
+@token_required(session_only=True)
 async def confirm(user: User) -> ResponseReturnValue:
     body = await form_input(TotpCodeIn)
     codes = await services().accounts.confirm_totp(request_db(), user, body.code, caller_address())
@@ -111,7 +113,7 @@ async def confirm(user: User) -> ResponseReturnValue:
 
 
 @blueprint.post("/me/mfa/recovery-codes")
-@token_required
+@token_required(session_only=True)
 async def regenerate(user: User) -> ResponseReturnValue:
     body = await form_input(TotpCodeIn)
     codes = await services().accounts.regenerate_codes(
@@ -122,7 +124,7 @@ async def regenerate(user: User) -> ResponseReturnValue:
 
 
 @blueprint.delete("/me/mfa/totp")
-@token_required(fresh=True)
+@token_required(fresh=True, session_only=True)
 async def disable(user: User) -> ResponseReturnValue:
     body = await form_input(TotpDisableIn)
     await services().accounts.disable_totp(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import segno
 from markupsafe import Markup
 from quart import Blueprint, Response, render_template
@@ -34,7 +36,7 @@ def qr_svg(uri: str) -> Markup:
     return Markup(svg)  # noqa: S704 - segno's own markup for our own URI, nothing a user typed
 
 
-async def _setup_context(user: User, enrollment: Enrollment | None = None) -> dict[str, object]:
+async def _setup_context(user: User, enrollment: Enrollment | None = None) -> dict[str, Any]:
     found = enrollment or await services().accounts.mfa.pending(request_db(), user)
     if found is None:
         return {"user": user, "enrollment": None, "qr": None}
@@ -42,7 +44,7 @@ async def _setup_context(user: User, enrollment: Enrollment | None = None) -> di
 
 
 @blueprint.post("/account/mfa/setup")
-@token_required
+@token_required(session_only=True)
 async def setup(user: User) -> ResponseReturnValue:
     context = await page_context(user, "mfa_setup")
     body = await form_input(TotpEnrollIn, ACCOUNT_PAGE, **context)
@@ -53,7 +55,7 @@ async def setup(user: User) -> ResponseReturnValue:
 
 
 @blueprint.post("/account/mfa/confirm")
-@token_required
+@token_required(session_only=True)
 async def confirm(user: User) -> ResponseReturnValue:
     body = await form_input(TotpCodeIn, SETUP_PAGE, **await _setup_context(user))
     codes = await services().accounts.confirm_totp(request_db(), user, body.code, caller_address())
@@ -61,7 +63,7 @@ async def confirm(user: User) -> ResponseReturnValue:
 
 
 @blueprint.post("/account/mfa/recovery-codes")
-@token_required
+@token_required(session_only=True)
 async def regenerate(user: User) -> ResponseReturnValue:
     context = await page_context(user, "mfa_codes")
     body = await form_input(TotpCodeIn, ACCOUNT_PAGE, **context)
@@ -77,7 +79,7 @@ async def _codes_page(user: User, codes: list[str], notice: str) -> ResponseRetu
 
 
 @blueprint.post("/account/mfa/recovery-codes/download")
-@token_required
+@token_required(session_only=True)
 async def download_codes(user: User) -> ResponseReturnValue:
     """The codes just shown, as a file: only while every one of them is still unused."""
     body = await form_input(RecoveryCodesDownloadIn)
@@ -93,7 +95,7 @@ async def download_codes(user: User) -> ResponseReturnValue:
 
 
 @blueprint.post("/account/mfa/disable")
-@token_required(fresh=True)
+@token_required(fresh=True, session_only=True)
 async def disable(user: User) -> ResponseReturnValue:
     context = await page_context(user, "mfa_disable")
     body = await form_input(TotpDisableIn, ACCOUNT_PAGE, **context)

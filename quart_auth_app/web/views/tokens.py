@@ -8,7 +8,8 @@ from quart import Blueprint, flash, jsonify, redirect, request
 from quart.typing import ResponseReturnValue
 from werkzeug.sansio.response import Response as ResponseType
 
-from ...errors import NotFound, RefreshRaced, TokenInvalid, TokenMissing
+from ...access_tokens import is_pat
+from ...errors import InvalidInput, NotFound, RefreshRaced, TokenInvalid, TokenMissing
 from ...models import User
 from ..auth import (
     REFRESH_COOKIE,
@@ -25,6 +26,10 @@ from ..state import request_db, services, state
 
 blueprint = Blueprint("tokens", __name__)
 
+PAT_NOT_REFRESHED = (
+    "A personal access token is not refreshed: it works until it expires or is revoked"
+)
+
 
 @blueprint.post("/token/refresh")
 async def refresh() -> ResponseReturnValue:
@@ -34,6 +39,8 @@ async def refresh() -> ResponseReturnValue:
     state().protected = True  # a browser whose refresh fails goes back to the login page
     if not token:
         raise TokenMissing()
+    if is_pat(token):
+        raise InvalidInput(PAT_NOT_REFRESHED, errors={"refresh_token": PAT_NOT_REFRESHED})
     # The response exists before the token is used up: nothing about it can fail afterwards.
     redirect_to = redirect(safe_next(next_param())) if wants_html() else None
     try:
@@ -66,14 +73,14 @@ async def _signed_out(message: str, notice: str) -> ResponseReturnValue:
 
 
 @blueprint.post("/logout")
-@token_required
+@token_required(session_only=True)
 async def logout(user: User) -> ResponseReturnValue:
     await services().sessions.revoke(request_db(), user.id, current_claims().session_id)
     return await _signed_out("Logged out.", "You have been signed out.")
 
 
 @blueprint.post("/logout/all")
-@token_required
+@token_required(session_only=True)
 async def logout_all(user: User) -> ResponseReturnValue:
     await services().sessions.revoke_all(request_db(), user.id)
     return await _signed_out("Logged out everywhere.", "You have been signed out on every device.")
