@@ -367,6 +367,7 @@ async def test_a_password_reset_ends_every_token(app: Quart, user: User) -> None
     services = app_services(app)
     async with db_session(app) as db:
         found = await token_for(db, services.throttle, RESET, user.email)
+        await db.commit()  # token_for leaves the commit to its caller (the outbox's transaction)
     assert found is not None
     body = {"token": found[1], "new_password": "a brand new passphrase"}
     assert (await app.test_client().post("/password/reset", json=body)).status_code == 204
@@ -532,3 +533,62 @@ async def test_the_account_page_says_what_is_wrong_with_a_token_form(
     page = await refused.get_data(as_text=True)
     assert 'id="access-tokens"' in page and "Please check the scopes below." in page
     assert 'id="new-token-value"' not in page
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/me/mfa/totp"),
+        ("POST", "/me/mfa/totp/confirm"),
+        ("POST", "/me/mfa/recovery-codes"),
+        ("DELETE", "/me/mfa/totp"),
+        ("POST", "/reauth"),
+    ],
+)
+async def test_a_token_never_manages_second_factors(
+    app: Quart, user: User, method: str, path: str
+) -> None:
+    secret = await make_pat(app, user, scopes=["profile:read", "profile:write", "sessions"])
+    body = {"password": DEFAULT_PASSWORD, "code": "123456"}
+    refused = await app.test_client().open(path, method=method, json=body, headers=bearer(secret))
+    assert refused.status_code == 403
+    assert await refused.get_json() == SESSION_NEEDED
+
+
+async def test_making_a_token_needs_a_recent_sign_in(
+    app: Quart, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from quart_auth_app import sessions
+
+    real = sessions.utcnow
+    monkeypatch.setattr(sessions, "utcnow", lambda: real() - timedelta(minutes=20))
+    stale = await sign_in_tokens(app, user)
+    monkeypatch.setattr(sessions, "utcnow", real)
+    body = {"name": "ci", "scopes": ["profile:read"]}
+    refused = await app.test_client().post("/me/tokens", json=body, headers=bearer(stale))
+    assert refused.status_code == 401
+    assert await refused.get_json() == {"message": "Recent authentication required"}
+    assert "insufficient_user_authentication" in refused.headers["WWW-Authenticate"]
+    made = await app.test_client().post(
+        "/me/tokens", json=body, headers=await session_headers(app, user)
+    )
+    assert made.status_code == 201
+
+
+async def test_an_admin_token_may_use_the_admin_writes_without_a_sign_in(app: Quart) -> None:
+    # Fresh-only routes hold sign-ins to their age; a token was made by a fresh one and is
+    # held to its scopes instead.
+    admin = await make_user(app, roles=["admin"])
+    other = await make_user(app)
+    secret = await make_pat(app, admin, scopes=["admin"])
+    changed = await app.test_client().patch(
+        f"/admin/users/{other.public_id}", json={"name": "Renamed"}, headers=bearer(secret)
+    )
+    assert changed.status_code == 200
+    assert (await changed.get_json())["name"] == "Renamed"
+
+
+async def sign_in_tokens(app: Quart, user: User) -> str:
+    from quart_auth_app.testing import sign_in
+
+    return (await sign_in(app, user)).access_token
