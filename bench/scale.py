@@ -36,6 +36,7 @@ from run import (  # bench/ is the script's directory
     wrk,
     wrk_result,
 )
+from thread_cpu import stat_seconds
 
 DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/bench_scale"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/9"
@@ -73,7 +74,12 @@ class StoreCounters:
         self.database_url, self.redis_url = database_url, redis_url
 
     def snapshot(self) -> dict[str, float]:
-        return {**self._postgres(), **self._redis()}
+        return {
+            **self._postgres(),
+            **self._redis(),
+            "pg_cpu_us": process_cpu("postgres") * 1e6,
+            "redis_cpu_us": process_cpu("redis-server") * 1e6,
+        }
 
     def _postgres(self) -> dict[str, float]:
         from sqlalchemy import text
@@ -115,6 +121,16 @@ class StoreCounters:
             "redis_bytes_in": float(stats["total_net_input_bytes"]),
             "redis_bytes_out": float(stats["total_net_output_bytes"]),
         }
+
+
+def process_cpu(name: str) -> float:
+    """CPU seconds used so far by the live processes of that name (the servers' own)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            if stat.read_text().split("(", 1)[1].split(")", 1)[0] == name:
+                total += sum(stat_seconds(stat))
+    return total
 
 
 def per_request(before: dict[str, float], after: dict[str, float], count: int) -> dict[str, float]:
@@ -294,8 +310,8 @@ def summary(bench: Bench) -> None:
 def costs(bench: Bench) -> None:
     """Store operations per request of the PostgreSQL cells (medians over rounds)."""
     print("\n| cell | PG transactions | PG rows scanned | PG rows fetched | PG rows written "
-          "| Redis commands | Redis bytes in | Redis bytes out |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+          "| PG CPU µs | Redis commands | Redis bytes in | Redis bytes out | Redis CPU µs |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, results in bench.results.items():
         measured = [r["costs"] for r in results if "costs" in r]
         if not measured:
@@ -303,7 +319,8 @@ def costs(bench: Bench) -> None:
         row = {key: statistics.median(m[key] for m in measured) for key in measured[0]}
         cells = [f"{row.get(key, 0):.3g}" for key in (
             "pg_transactions", "pg_rows_scanned", "pg_rows_fetched", "pg_rows_written",
-            "redis_commands", "redis_bytes_in", "redis_bytes_out")]  # fmt: skip
+            "pg_cpu_us", "redis_commands", "redis_bytes_in", "redis_bytes_out",
+            "redis_cpu_us")]  # fmt: skip
         print(f"| {name} per request | " + " | ".join(cells) + " |")
 
 
