@@ -116,6 +116,8 @@ def run_hypercorn(options: ServeOptions) -> int:
     from hypercorn.config import Config
     from hypercorn.run import run
 
+    from .access_log import QuickAccessLogger
+
     config = Config()
     for name, value in HYPERCORN_SETTINGS.items():
         setattr(config, name, value)
@@ -126,6 +128,7 @@ def run_hypercorn(options: ServeOptions) -> int:
     config.accesslog = "-" if options.access_log else None
     config.errorlog = "-"
     config.access_log_format = HYPERCORN_ACCESS_FORMAT
+    config.logger_class = QuickAccessLogger  # the same line, without hypercorn's per-line dict
     return run(config)
 
 
