@@ -6,13 +6,14 @@
 
 The worker (one, pinned to the server CPU, access log on, throttling on as shipped with the
 attempt limit raised so the client's one address is not refused) serves, at bounded rates from
-a client on the other CPU: protected GETs (GET /dashboard, GET /me), sessions that log in,
-refresh a few times and log out, signups of new accounts, and failed logins. Every
+clients on the other CPU: protected GETs (GET /dashboard, GET /me: wrk, each connection pausing
+between requests), and from a Python client sessions that log in, refresh a few times and log
+out, signups of new accounts, and failed logins. Every
 --sample-seconds the worker's RSS is read from /proc; the verdict compares the last third of
 the run with the end: a plateau grows by less than --plateau-mb there.
 
---snapshots serves `bench/soak_app.py` (the same app with tracemalloc on) under granian's own
-command line, has the worker dump a snapshot at each sample (SIGUSR1) and prints the allocation
+--snapshots serves `bench/soak_app.py` (the same app with tracemalloc on) under the server's own
+command line (hypercorn's with hypercorn.toml), has the worker dump a snapshot at each sample (SIGUSR1) and prints the allocation
 sites that grew most between the first third and the end.
 """
 
@@ -43,7 +44,9 @@ PACED = BENCH / "lua" / "paced.lua"
 # Protected GETs dominate as in production (wrk, paced: a Python client could not keep up); the
 # rest keep the stores that grow with use busy: sessions, refresh families, new accounts,
 # throttle counters. Starts a second of each kind, from the Python client:
-RATES = {"session": 2.0, "signup": 1.0, "failed_login": 0.5}
+# Each is one argon2id hash: together a few percent of a core, so that a busy host does not
+# turn the soak into an overload (waiting requests are memory too; a sample shows them).
+RATES = {"session": 1.0, "signup": 0.5, "failed_login": 0.25}
 READ_RATE = 400.0
 READ_CONNECTIONS = 8
 REFRESHES_PER_SESSION = 3
@@ -76,6 +79,7 @@ class Load:
     client: httpx.AsyncClient
     emails: list[str]
     counts: Counter[str] = field(default_factory=Counter)
+    waiting: int = 0  # requests of the Python client not answered yet
     signups: itertools.count[int] = field(default_factory=itertools.count)
 
     def tally(self, kind: str, response: httpx.Response) -> None:
@@ -134,10 +138,13 @@ async def paced(load: Load, kind: str, rate: float, until: float) -> None:
 
 
 async def guarded(load: Load, kind: str, action: Any) -> None:
+    load.waiting += 1
     try:
         await action()
     except httpx.HTTPError as exc:
         load.counts[f"{kind} {type(exc).__name__}"] += 1
+    finally:
+        load.waiting -= 1
 
 
 class AccessLog:
@@ -156,17 +163,20 @@ class AccessLog:
 
 
 async def sample(
-    worker: int, args: argparse.Namespace, until: float, work: Path
+    worker: int, args: argparse.Namespace, load: Load, until: float, work: Path
 ) -> list[dict[str, Any]]:
     samples: list[dict[str, Any]] = []
     start, log = time.monotonic(), AccessLog(work / "soak.log")
     while True:
         now = time.monotonic()
         requests = log.count()
-        samples.append({"t": now - start, "rss_mb": rss_mb(worker), "requests": requests})
+        timeouts = sum(n for key, n in load.counts.items() if key.endswith("Timeout"))
+        samples.append({"t": now - start, "rss_mb": rss_mb(worker), "requests": requests,
+                        "waiting": load.waiting, "timeouts": timeouts})  # fmt: skip
         if args.snapshots:
             os.kill(worker, signal.SIGUSR1)  # the worker dumps work/snapshots/<n>.tracemalloc
-        say(f"t={now - start:6.0f} s  RSS {samples[-1]['rss_mb']:6.1f} MB  {requests} log lines")
+        say(f"t={now - start:6.0f} s  RSS {samples[-1]['rss_mb']:6.1f} MB  {requests} log lines"
+            f"  {load.waiting} waiting, {timeouts} timed out")  # fmt: skip
         if now >= until:
             return samples
         await asyncio.sleep(min(args.sample_seconds, max(0.0, until - now)))
@@ -182,7 +192,7 @@ async def drive(port: int, worker: int, args: argparse.Namespace, work: Path) ->
         until = time.monotonic() + args.minutes * 60
         reads = reader(port, args, work)
         drivers = [paced(load, kind, rate, until) for kind, rate in RATES.items()]
-        samples, *_ = await asyncio.gather(sample(worker, args, until, work), *drivers)
+        samples, *_ = await asyncio.gather(sample(worker, args, load, until, work), *drivers)
         read = await asyncio.to_thread(wrk_result, reads)
     return {"samples": samples, "counts": dict(sorted(load.counts.items())), "reads": read}
 
@@ -228,10 +238,13 @@ def snapshot_diff(work: Path, samples: int) -> str:
 
 
 def worker_command(args: argparse.Namespace) -> list[str]:
-    if args.snapshots:
+    if args.snapshots and args.server == "granian":
         return [sys.executable, "-m", "granian", "--interface", "asgi", "--http", "1",
                 "--workers", "1", "--host", "127.0.0.1", "--port", "{port}", "--access-log",
                 "soak_app:app"]  # fmt: skip
+    if args.snapshots:
+        return [sys.executable, "-m", "hypercorn", "--config", str(ROOT / "hypercorn.toml"),
+                "--workers", "1", "--bind", "127.0.0.1:{port}", "soak_app:app"]  # fmt: skip
     serve = str(Path(sys.executable).with_name("quart-auth-app"))
     return [serve, "serve", "--server", args.server, "--workers", "1",
             "--bind", "127.0.0.1:{port}"]  # fmt: skip
@@ -259,9 +272,13 @@ def main() -> None:
     finally:
         server.stop()
     plateau, text = verdict(result["samples"], args.plateau_mb)
-    print("\n  minute   RSS MB   requests")
+    print("\n  minute   RSS MB   requests   waiting   timed out")
     for s in result["samples"]:
-        print(f"  {s['t'] / 60:6.1f}   {s['rss_mb']:6.1f}   {s['requests']:8d}")
+        print(f"  {s['t'] / 60:6.1f}   {s['rss_mb']:6.1f}   {s['requests']:8d}   "
+              f"{s['waiting']:7d}   {s['timeouts']:9d}")  # fmt: skip
+    if result["samples"][-1]["timeouts"]:
+        print("  (requests timed out: the worker was overloaded, and what it still holds for "
+              "clients that left is part of its RSS)")  # fmt: skip
     reads = result["reads"]
     print(
         f"\nprotected GETs (wrk): {reads['requests']} at {reads['rps']:.0f}/s, p99 "
