@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/servers.py              # 3 alternating rounds x 10 s at c = 64
     .venv/bin/python bench/servers.py --quick      # 1 round x 3 s
-    .venv/bin/python bench/servers.py --access-log-cost   # also each server with its log off
+    .venv/bin/python bench/servers.py --access-log-cost   # also each server with its log off,
+                                                          # and hypercorn's own access atoms
 
 Cells, each one worker pinned to the server CPU (wrk on the other), all up at once and measured
 in turn, the order reversed every other round:
@@ -157,6 +158,16 @@ def start_cells(bench: Bench) -> list[Cell]:
                                                work, "/healthz")  # fmt: skip
             label = f"app, {server}" + (", no access log" if suffix else "")
             cells.append(Cell(name, label, ["bearer", users, "/dashboard"]))
+    if args.access_log_cost and "hypercorn" in SERVERS:
+        # hypercorn's own command line with hypercorn.toml: the same settings and line, built
+        # by hypercorn's AccessLogAtoms rather than serve's QuickAccessLogger.
+        command = [sys.executable, "-m", "hypercorn", "--config", str(ROOT / "hypercorn.toml"),
+                   "--workers", "1", "--bind", "127.0.0.1:{port}", "quart_auth_app.asgi:app"]  # fmt: skip
+        bench.servers["hypercorn_toml"] = start_server("hypercorn_toml",
+                                                       pinned(args.server_cpu, command), env,
+                                                       ROOT, work, "/healthz")  # fmt: skip
+        cells.append(Cell("hypercorn_toml", "app, hypercorn --config hypercorn.toml",
+                          ["bearer", users, "/dashboard"]))  # fmt: skip
     bench.servers["tutorial"] = start_tutorial(bench, 1, args.server_cpu)
     tutorial_tokens = str(work / "tutorial_tokens.txt")
     cells.append(Cell("tutorial", "Flask tutorial, gunicorn sync",
