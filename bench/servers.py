@@ -80,6 +80,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--access-log-cost", action="store_true",
                         help="also every server of the app with --no-access-log")  # fmt: skip
     parser.add_argument("--skip-fastapi-users", action="store_true")
+    parser.add_argument("--servers", default=",".join(sorted(SERVERS)),
+                        help="which of serve's servers (the tutorial always runs)")  # fmt: skip
     parser.add_argument("--json", type=Path, default=BENCH / "results" / "servers-latest.json")
     args = parser.parse_args()
     if args.quick:
@@ -149,7 +151,8 @@ def start_cells(bench: Bench) -> list[Cell]:
     cells = []
     serve = str(Path(sys.executable).with_name("quart-auth-app"))
     variants = [("", [])] + ([("_nolog", ["--no-access-log"])] if args.access_log_cost else [])
-    for server in sorted(SERVERS, key=lambda s: (s != DEFAULT_SERVER, s)):
+    chosen = [s for s in args.servers.split(",") if s in SERVERS]
+    for server in sorted(chosen, key=lambda s: (s != DEFAULT_SERVER, s)):
         for suffix, extra in variants:
             name = f"{server}{suffix}"
             command = [serve, "serve", "--server", server, "--workers", "1",
@@ -158,7 +161,7 @@ def start_cells(bench: Bench) -> list[Cell]:
                                                work, "/healthz")  # fmt: skip
             label = f"app, {server}" + (", no access log" if suffix else "")
             cells.append(Cell(name, label, ["bearer", users, "/dashboard"]))
-    if args.access_log_cost and "hypercorn" in SERVERS:
+    if args.access_log_cost and "hypercorn" in chosen:
         # hypercorn's own command line with hypercorn.toml: the same settings and line, built
         # by hypercorn's AccessLogAtoms rather than serve's QuickAccessLogger.
         command = [sys.executable, "-m", "hypercorn", "--config", str(ROOT / "hypercorn.toml"),
@@ -194,7 +197,7 @@ def run_rounds(bench: Bench, cells: list[Cell]) -> None:
 
 def summarise(bench: Bench, cells: list[Cell]) -> dict[str, Any]:
     res = bench.results
-    tutorial = {x["round"]: x["rps"] for x in res["tutorial"]}
+    tutorial = {x["round"]: x for x in res["tutorial"]}
     rows = []
     for cell in cells:
         runs = res[cell.name]
@@ -205,33 +208,42 @@ def summarise(bench: Bench, cells: list[Cell]) -> dict[str, Any]:
             "p99_ms": median([x["p99_ms"] for x in runs]),
             "cpu_us": median([x["cpu_us"] for x in runs]),
             # Ratios inside a round: the host's drift between rounds moves both sides.
-            "vs_tutorial": median([x["rps"] / tutorial[x["round"]] for x in runs]),
+            "vs_tutorial": median([x["rps"] / tutorial[x["round"]]["rps"] for x in runs]),
+            # Per core by CPU time per request: what a busy host moves least (the tutorial's
+            # sync worker sleeps and wakes several times a request, so a contended CPU cuts
+            # its rate far more than its CPU cost).
+            "cpu_vs_tutorial": median([tutorial[x["round"]]["cpu_us"] / x["cpu_us"]
+                                       for x in runs]),
             "errors": sum(x["errors"] for x in runs),
         })  # fmt: skip
     logged = {row["cell"]: row for row in rows if row["cell"] in SERVERS}
     fastest = max(logged.values(), key=lambda row: row["vs_tutorial"])
     targets = [
         (f"fastest supported server ({fastest['cell']}) / tutorial, per core",
-         fastest["vs_tutorial"], FASTEST_TARGET),
+         fastest["vs_tutorial"], fastest["cpu_vs_tutorial"], FASTEST_TARGET),
     ]  # fmt: skip
     if "hypercorn" in logged:
-        targets.append(("hypercorn / tutorial, per core", logged["hypercorn"]["vs_tutorial"],
-                        HYPERCORN_TARGET))  # fmt: skip
+        hypercorn = logged["hypercorn"]
+        targets.append(("hypercorn / tutorial, per core", hypercorn["vs_tutorial"],
+                        hypercorn["cpu_vs_tutorial"], HYPERCORN_TARGET))  # fmt: skip
     return {"rows": rows, "targets": targets}
 
 
 def print_summary(summary: dict[str, Any], note: str) -> str:
     lines = [f"Measured {note}.", "",
-             "| cell | req/s | p50 ms | p99 ms | CPU µs/req | x tutorial | errors |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+             "| cell | req/s | p50 ms | p99 ms | CPU µs/req | x tutorial (req/s) | "
+             "x tutorial (CPU/req) | errors |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for row in summary["rows"]:
         lines.append(f"| {row['label']} | {row['rps']:.0f} | {row['p50_ms']:.1f} | "
                      f"{row['p99_ms']:.1f} | {row['cpu_us']:.0f} | {row['vs_tutorial']:.2f}x | "
-                     f"{row['errors']} |")  # fmt: skip
-    lines += ["", "| target | measured | goal | |", "|---|---|---|---|"]
-    for what, value, goal in summary["targets"]:
-        lines.append(f"| {what} | {value:.2f}x | >= {goal}x | "
-                     f"{'met' if value >= goal else 'NOT met'} |")  # fmt: skip
+                     f"{row['cpu_vs_tutorial']:.2f}x | {row['errors']} |")  # fmt: skip
+    lines += ["", "| target | by req/s | by CPU per request | goal | |", "|---|---|---|---|---|"]
+    for what, rate, cpu, goal in summary["targets"]:
+        verdict = {(True, True): "met", (False, False): "NOT met"}.get(
+            (rate >= goal, cpu >= goal), f"met by {'req/s' if rate >= goal else 'CPU'} only"
+        )
+        lines.append(f"| {what} | {rate:.2f}x | {cpu:.2f}x | >= {goal}x | {verdict} |")  # fmt: skip
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     return text
