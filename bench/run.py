@@ -169,14 +169,20 @@ class Server:
 
 
 def start_server(
-    name: str, command: list[str], env: dict[str, str], cwd: Path, logs: Path, probe: str
+    name: str,
+    command: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    logs: Path,
+    probe: str,
+    start_seconds: float = 60,
 ) -> Server:
     port = free_port()
     command = [part.replace("{port}", str(port)) for part in command]
     log = (logs / f"{name}.log").open("wb")
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     server = Server(name, port, process)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + start_seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"{name} exited at start; see {logs / f'{name}.log'}")
@@ -189,7 +195,7 @@ def start_server(
             pass
         time.sleep(0.3)
     server.stop()
-    raise SystemExit(f"{name} did not answer {probe} within 60 s")
+    raise SystemExit(f"{name} did not answer {probe} within {start_seconds:.0f} s")
 
 
 def rss_mb(pid: int) -> float:

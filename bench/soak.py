@@ -230,9 +230,12 @@ def snapshot_diff(work: Path, samples: int) -> str:
     early = tracemalloc.Snapshot.load(str(files[len(files) // 3]))
     late = tracemalloc.Snapshot.load(str(files[-1]))
     stats = late.compare_to(early, "traceback")
-    lines = [f"tracemalloc, snapshot {files[len(files) // 3].stem} -> {files[-1].stem}:"]
+    lines = [f"tracemalloc, snapshot {files[len(files) // 3].stem} -> {files[-1].stem} "
+             f"(allocating frame first), all sites {sum(s.size_diff for s in stats) / 1024:+.0f} "
+             "KiB:"]  # fmt: skip
     for stat in stats[:12]:
-        frames = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in stat.traceback[:6])
+        innermost = list(stat.traceback)[::-1][:6]  # a Traceback runs from the oldest frame
+        frames = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in innermost)
         lines.append(f"  {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  {frames}")
     return "\n".join(lines)
 
@@ -262,8 +265,9 @@ def main() -> None:
     bench = Bench(args, work, env)
     say(f"seeding {args.users} users into {work / 'app.db'}")
     bench.seed("users", str(args.users), str(work / "users.tsv"))
+    # Tracing every allocation makes the worker's start (its imports) several times slower.
     server = start_server("soak", pinned(args.server_cpu, worker_command(args)), env, ROOT, work,
-                          "/healthz")  # fmt: skip
+                          "/healthz", 300 if args.snapshots else 60)  # fmt: skip
     try:
         # The worker is the largest child (hypercorn's master also has a resource tracker).
         worker = max(server.worker_pids(), key=rss_mb)
