@@ -8,13 +8,13 @@ The worker (one, pinned to the server CPU, access log on, throttling on as shipp
 attempt limit raised so the client's one address is not refused) serves, at bounded rates from
 clients on the other CPU: protected GETs (GET /dashboard, GET /me: wrk, each connection pausing
 between requests), and from a Python client sessions that log in, refresh a few times and log
-out, signups of new accounts, and failed logins. Every
---sample-seconds the worker's RSS is read from /proc; the verdict compares the last third of
-the run with the end: a plateau grows by less than --plateau-mb there.
+out, signups of new accounts, and failed logins. Every --sample-seconds the worker's RSS is read
+from /proc; the verdict compares the last third of the run with the end: a plateau grows by
+less than --plateau-mb there.
 
 --snapshots serves `bench/soak_app.py` (the same app with tracemalloc on) under the server's own
-command line (hypercorn's with hypercorn.toml), has the worker dump a snapshot at each sample (SIGUSR1) and prints the allocation
-sites that grew most between the first third and the end.
+command line (hypercorn's with hypercorn.toml), has the worker dump a snapshot at each sample
+(SIGUSR1) and prints the allocation sites that grew most between the first third and the end.
 """
 
 from __future__ import annotations
