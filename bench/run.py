@@ -37,6 +37,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 LUA = BENCH / "lua" / "requests.lua"
 TUTORIAL_VENV = BENCH / ".venv-tutorial"
+TUTORIAL_PACKAGES = ["flask", "flask-sqlalchemy", "gunicorn", "pyjwt"]
 SECRET = "benchmark-secret-key-0123456789abcdefghijklmnop"
 PASSWORD = "benchmark passphrase"  # as in bench/seed.py
 WRK_THREADS = 2
@@ -142,12 +143,13 @@ class Server:
     process: subprocess.Popen[bytes]
 
     def worker_pids(self) -> list[int]:
-        """The server's child processes (hypercorn and gunicorn both fork workers)."""
+        """The server's child processes (hypercorn, granian and gunicorn fork workers), or the
+        process itself when it serves alone (uvicorn without --workers)."""
         pids: list[int] = []
         for task in Path(f"/proc/{self.process.pid}/task").glob("*"):
             with contextlib.suppress(OSError):
                 pids += [int(p) for p in (task / "children").read_text().split()]
-        return pids
+        return pids or [self.process.pid]
 
     def cpu_seconds(self) -> float:
         """CPU time the workers have used: per request, a figure a busy machine barely moves."""
@@ -167,14 +169,20 @@ class Server:
 
 
 def start_server(
-    name: str, command: list[str], env: dict[str, str], cwd: Path, logs: Path, probe: str
+    name: str,
+    command: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    logs: Path,
+    probe: str,
+    start_seconds: float = 60,
 ) -> Server:
     port = free_port()
     command = [part.replace("{port}", str(port)) for part in command]
     log = (logs / f"{name}.log").open("wb")
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     server = Server(name, port, process)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + start_seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"{name} exited at start; see {logs / f'{name}.log'}")
@@ -187,7 +195,7 @@ def start_server(
             pass
         time.sleep(0.3)
     server.stop()
-    raise SystemExit(f"{name} did not answer {probe} within 60 s")
+    raise SystemExit(f"{name} did not answer {probe} within {start_seconds:.0f} s")
 
 
 def rss_mb(pid: int) -> float:
@@ -475,23 +483,39 @@ def start_all(bench: Bench) -> None:
     if args.skip_tutorial:
         return
     bench.servers["machine"] = start_server("machine", machine, env, ROOT, work, "/healthz")
-    tutorial_python = TUTORIAL_VENV / "bin" / "python"
-    if not tutorial_python.exists():
-        raise SystemExit(
-            "the Flask tutorial comparison needs its own venv:\n"
-            f"  python3 -m venv {TUTORIAL_VENV} && {TUTORIAL_VENV}/bin/pip install "
-            "flask flask-sqlalchemy gunicorn pyjwt\n(or pass --skip-tutorial)"
-        )
+    bench.servers["tutorial"] = start_tutorial(bench, shipped_workers(), cpu="")
+
+
+def venv_python(venv: Path, packages: list[str]) -> Path:
+    """The interpreter of a comparison's own venv, created with `packages` if it is missing."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        say(f"creating {venv} ({' '.join(packages)})")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], check=True)
+    return python
+
+
+def start_tutorial(bench: Bench, workers: int, cpu: str, name: str = "tutorial") -> Server:
+    """The Flask tutorial on gunicorn sync workers, seeded with the run's users; its tokens
+    (one a line, for the `cookie` script) go to tutorial_tokens.txt."""
+    python = venv_python(TUTORIAL_VENV, TUTORIAL_PACKAGES)
+    work, env = bench.work, bench.env
     tut_env = {**env, "TUTORIAL_DATABASE_URL": f"sqlite:///{work / 'tutorial.db'}"}
-    tokens = subprocess.run([str(tutorial_python), "tutorial_app.py", "seed", str(args.users)],
+    tokens = subprocess.run([str(python), "tutorial_app.py", "seed", str(bench.args.users)],
                             cwd=BENCH, env=tut_env, capture_output=True, text=True, check=True)  # fmt: skip
     (work / "tutorial_tokens.txt").write_text("\n".join(tokens.stdout.split()[:256]) + "\n")
-    workers = str(shipped_workers())
-    gunicorn = [str(TUTORIAL_VENV / "bin" / "gunicorn"), "--workers", workers,
+    gunicorn = [str(TUTORIAL_VENV / "bin" / "gunicorn"), "--workers", str(workers),
                 "--worker-class", "sync", "--bind", "127.0.0.1:{port}", "tutorial_app:app"]  # fmt: skip
-    bench.servers["tutorial"] = start_server(
-        "tutorial", gunicorn, tut_env, BENCH, work, "/dashboard"
-    )
+    return start_server(name, pinned(cpu, gunicorn), tut_env, BENCH, work, "/dashboard")
+
+
+def bench_env(work: Path, *, plain: bool) -> dict[str, str]:
+    """The servers' environment: the run's own database, key and instance folder."""
+    return {**os.environ, "SECRET_KEY": SECRET, "INSTANCE_PATH": str(work / "instance"),
+            "DATABASE_URL": f"sqlite+aiosqlite:///{work / 'app.db'}",
+            "RATE_LIMIT_ENABLED": "false", "PYTHONPATH": str(ROOT),
+            "ACCELERATIONS": "false" if plain else "true"}  # fmt: skip
 
 
 def shipped_workers() -> int:
@@ -672,10 +696,7 @@ def main() -> None:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     work = BENCH / "results" / f"run-{stamp}"
     work.mkdir(parents=True)
-    env = {**os.environ, "SECRET_KEY": SECRET, "INSTANCE_PATH": str(work / "instance"),
-           "DATABASE_URL": f"sqlite+aiosqlite:///{work / 'app.db'}",
-           "RATE_LIMIT_ENABLED": "false", "PYTHONPATH": str(ROOT),
-           "ACCELERATIONS": "false" if args.plain else "true"}  # fmt: skip
+    env = bench_env(work, plain=args.plain)
     bench = Bench(args, work, env)
     say(f"seeding {args.users} users into {work / 'app.db'}")
     bench.seed("users", str(args.users), str(work / "users.tsv"))

@@ -117,6 +117,8 @@ def run_hypercorn(options: ServeOptions) -> int:
     from hypercorn.config import Config
     from hypercorn.run import run
 
+    from .access_log import QuickAccessLogger
+
     config = Config()
     for name, value in HYPERCORN_SETTINGS.items():
         setattr(config, name, value)
@@ -127,6 +129,7 @@ def run_hypercorn(options: ServeOptions) -> int:
     config.accesslog = "-" if options.access_log else None
     config.errorlog = "-"
     config.access_log_format = HYPERCORN_ACCESS_FORMAT
+    config.logger_class = QuickAccessLogger  # the same line, without hypercorn's per-line dict
     return run(config)
 
 
