@@ -77,6 +77,9 @@ class Accounts:
             # The failure count stays until the second factor succeeds: a stolen password
             # gives no more code guesses than the login throttle allows.
             raise MfaRequired(await self.mfa.open_challenge(db, user.id))
+        # End that read before the login's write, which takes a connection of its own: behind a
+        # pooler in transaction mode an open read holds a server connection all the while.
+        await db.commit()
         await self.throttle.clear_failures(email, address)
         return await self.sessions.start(user, user_agent, address, PASSWORD_ONLY)
 

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from .access_tokens import UsageRecorder, is_pat, well_formed
 from .config import DEFAULT_DATABASE_TIMEOUT
@@ -243,7 +243,7 @@ class SessionService:
         )
         if won.rowcount != 1:
             await self._refused_replay(db, digest, claims.session_id, now)
-        user = await self._live_user(claims)
+        user = await self._live_user(claims, conn)
         if user is None:
             await db.rollback()
             raise TokenInvalid()
@@ -376,14 +376,18 @@ class SessionService:
         # Inside the grace window (two tabs racing) the family lives on; callers may keep cookies.
         raise RefreshRaced() if used_at is not None else TokenInvalid()
 
-    async def _live_user(self, claims: Claims) -> User | None:
+    async def _live_user(self, claims: Claims, conn: AsyncConnection | None = None) -> User | None:
         """The claims' user if their session is live (not revoked, not ended), else None.
 
-        The access check and the rotation both ask the store: it reads the committed state, so
-        a logout committed anywhere is seen, and on an SQLite file it is the batched reader.
+        The access check asks the store (on an SQLite file the batched reader): it reads the
+        committed state, so a logout committed anywhere is seen. A rotation reads on `conn`, its
+        own transaction's connection, after its first write: one connection per refresh (a
+        second one, waited for while holding the first, starved a pooler's few connections).
         """
         if await self.revocations.is_revoked(claims.session_id):
             return None
+        if conn is not None:
+            return await read_live_user(conn, claims.session_id, claims.public_id)
         return await self.store.live_user(claims.session_id, claims.public_id)
 
     def _pair(

@@ -79,6 +79,11 @@ class PostgresReader:
         # One statement at a time on the connection (asyncpg refuses overlapping ones).
         self._turn = asyncio.Lock()
 
+    @property
+    def holds_connection(self) -> bool:
+        """Whether the reader has its pooled connection checked out (from its first read on)."""
+        return self._held is not None
+
     async def live_user(self, session_id: str, public_id: str) -> User | None:
         # The whole wait is bounded, not each read: behind a stalled read, a request waits for
         # it and then for its own; past the timeout the store counts as stalled (503).

@@ -98,7 +98,7 @@ def shot(page: Any, name: str, *, full_page: bool = True) -> Path:
 def sign_up(page: Any, who: Person) -> Any:
     """Fill and send the signup form the way a person does; returns the navigation response."""
     page.goto("/signup")
-    page.get_by_label("Name").fill(who.name)
+    page.get_by_label("Name", exact=True).fill(who.name)
     page.get_by_label("Email").fill(who.email)
     page.get_by_label("Password").fill(who.password)
     with page.expect_navigation() as navigation:

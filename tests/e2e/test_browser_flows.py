@@ -140,12 +140,12 @@ def test_account_page_actions(browser: Any, server: Server, page: Any, person: P
     shot(page, "account")
 
     # Rename, and a name that is only spaces is refused next to the field.
-    page.get_by_label("Name").fill("Ann Renamed")
+    page.get_by_label("Name", exact=True).fill("Ann Renamed")
     with page.expect_navigation():
         page.get_by_role("button", name="Save name").click()
     assert page.get_by_role("status").inner_text() == "Your name is now Ann Renamed."
     assert page.locator("header .who").inner_text() == "Signed in as Ann Renamed"
-    page.get_by_label("Name").fill("   ")
+    page.get_by_label("Name", exact=True).fill("   ")
     with page.expect_navigation():
         page.get_by_role("button", name="Save name").click()
     assert page.locator("#name-error").is_visible()

@@ -32,7 +32,7 @@ def test_form_pages_focus_their_first_field_on_load(page: Any) -> None:
 
 def test_a_failed_signup_focuses_the_first_invalid_field(page: Any) -> None:
     page.goto("/signup")
-    page.get_by_label("Name").fill("Ann Example")
+    page.get_by_label("Name", exact=True).fill("Ann Example")
     page.get_by_label("Email").fill("not an email")
     page.get_by_label("Password").fill("short")
     with page.expect_navigation():
