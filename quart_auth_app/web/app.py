@@ -31,6 +31,7 @@ from ..migrate import (
 from ..services import Services, open_services
 from ..tokens import KeySet, TokenService
 from . import errors, mail_jobs, openapi, security, state
+from .cookie_sessions import SignedCookieSessions
 from .finish import FinishRequests
 from .hosts import RefuseBadHosts
 from .refusals import WholeRefusals
@@ -77,6 +78,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         JSON_SORT_KEYS=False,
     )
     app.extensions["settings"] = settings
+    app.session_interface = SignedCookieSessions()
     # Outermost: a request with an unusable Host is answered before Quart binds its URL map.
     app.asgi_app = RefuseBadHosts(WholeRefusals(FinishRequests(app.asgi_app)))  # type: ignore[method-assign]
     _init_lifecycle(app, settings, keys)

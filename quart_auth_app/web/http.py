@@ -27,6 +27,12 @@ def wants_html() -> bool:
     """
     if not has_request_context():
         return False
+    # Without a text/ range or a quality (`application/json;q=0`), application/json matches
+    # whatever text/html does, and wins the tie as the first listed: API clients (*/*,
+    # application/json, no header) are answered without parsing the header.
+    accept = request.headers.get("Accept", "")
+    if ";" not in accept and "text/" not in accept.lower():
+        return False
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return best == "text/html"
 

@@ -70,15 +70,21 @@ def foreign_origin(origin: str | None, host: str) -> bool:
 
 
 def add_security_headers(response: Response) -> Response:
-    """The headers every response carries, plus CSP on pages and no-store on token responses."""
+    """The headers every response carries, plus CSP on pages and no-store on token responses.
+
+    A header the view set itself is kept.
+    """
     headers = response.headers
+    present = {name.lower() for name in headers.keys()}  # noqa: SIM118 - Headers, not a dict
     for name, value in BASE_HEADERS:
-        headers.setdefault(name, value)
-    if response.mimetype == "text/html":
-        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        if name.lower() not in present:
+            headers.add(name, value)
+    if "content-security-policy" not in present and response.mimetype == "text/html":
+        headers.add("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     if request.path.startswith(NO_STORE_PREFIXES):
         headers["Cache-Control"] = "no-store"
-        headers.setdefault("Pragma", "no-cache")
+        if "pragma" not in present:
+            headers.add("Pragma", "no-cache")
     return response
 
 

@@ -6,6 +6,8 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
+from itsdangerous import BadSignature
 from quart import Quart
 
 from quart_auth_app.testing import DEFAULT_PASSWORD, SignedIn, make_user, mint_token, sign_in
@@ -198,3 +200,24 @@ async def test_the_flash_cookie_is_signed_with_the_current_secret(app: Quart) ->
     finally:
         app.secret_key = previous
         app.config["SECRET_KEY_FALLBACKS"] = []
+
+
+async def test_the_flash_cookie_signer_follows_a_key_change(app: Quart) -> None:
+    # The signer is built once per set of keys: a rotated SECRET_KEY (with the old one as a
+    # fallback) must still read cookies signed before, and sign new ones with the new key.
+    interface = app.session_interface
+    signer = interface.get_signing_serializer(app)
+    assert signer is not None and interface.get_signing_serializer(app) is signer
+    old_cookie = signer.dumps({"_flashes": [("success", "hello")]})
+    old_key = app.secret_key
+    app.secret_key = "a-rotated-secret-key-that-is-long-enough-0123"
+    app.config["SECRET_KEY_FALLBACKS"] = [old_key]
+    rotated = interface.get_signing_serializer(app)
+    assert rotated is not None and rotated is not signer
+    assert rotated.loads(old_cookie) == {"_flashes": [("success", "hello")]}
+    assert rotated.dumps({}) != signer.dumps({})
+    app.config["SECRET_KEY_FALLBACKS"] = []
+    only_new = interface.get_signing_serializer(app)
+    assert only_new is not None
+    with pytest.raises(BadSignature):
+        only_new.loads(old_cookie)

@@ -103,6 +103,26 @@ async def test_unexpected_errors_are_500_json_with_the_headers(tmp_path: Path) -
     assert_baseline_headers(page)
 
 
+async def test_a_header_a_route_sets_itself_is_kept(tmp_path: Path) -> None:
+    config = {
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'own.db'}",
+        "INSTANCE_PATH": str(tmp_path),
+        **FAST_HASHING,
+    }
+    application = create_app(config)
+
+    @application.get("/embeddable")
+    async def embeddable() -> tuple[str, dict[str, str]]:
+        own = {"x-frame-options": "SAMEORIGIN", "Content-Security-Policy": "frame-ancestors 'self'"}
+        return "<p>widget</p>", {**own, "Content-Type": "text/html"}
+
+    async with application.test_app():
+        response = await application.test_client().get("/embeddable")
+    assert response.headers.getlist("X-Frame-Options") == ["SAMEORIGIN"]
+    assert response.headers.getlist("Content-Security-Policy") == ["frame-ancestors 'self'"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
 # Cache-Control: no-store on token and account responses ------------------------------------
 
 
