@@ -91,6 +91,14 @@ def _session_store(settings: Settings, engine: AsyncEngine) -> SessionStore:
     return EngineStore(engine, settings.database_timeout)
 
 
+def _token_service(settings: Settings, keys: KeySet | None) -> TokenService:
+    if settings.accelerations:
+        from . import speed
+
+        return speed.token_service(settings, keys)
+    return TokenService(settings, keys)
+
+
 def _revocation_list(settings: Settings, redis: Redis | None) -> RevocationList:
     if redis is None:
         return DatabaseOnly()
@@ -106,7 +114,7 @@ def open_services(settings: Settings, keys: KeySet | None = None) -> Services:
     engine = db.create_engine(settings)
     redis = _redis_client(settings.redis_url) if settings.redis_url else None
     revocations = _revocation_list(settings, redis)
-    tokens = TokenService(settings, keys)
+    tokens = _token_service(settings, keys)
     store = _session_store(settings, engine)
     hasher = password_hasher(settings)
     usage = UsageRecorder(engine, store.write_turn)

@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING
 from quart import Quart
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..config import Settings
 from ..db import sqlite_file
 from ..passwords import SchemeFactory
 from ..revocation import RevocationList
 from ..sessions import SessionStore
+from ..tokens import KeySet, TokenService
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -37,6 +39,13 @@ def session_store(engine: AsyncEngine, timeout: float) -> SessionStore | None:
     from .sqlite_store import SqliteStore
 
     return SqliteStore(engine, path, timeout)
+
+
+def token_service(settings: Settings, keys: KeySet | None) -> TokenService:
+    """Token verification that remembers the access tokens it has verified until they expire."""
+    from .verified_tokens import RememberingTokenService
+
+    return RememberingTokenService(settings, keys)
 
 
 def revocation_list(redis: Redis, key_prefix: str) -> RevocationList:

@@ -1,4 +1,8 @@
-"""Users built from raw driver rows of lookups.USER_SELECT, as SQLAlchemy would convert them."""
+"""Users built from raw driver rows of lookups.USER_SELECT, as SQLAlchemy would convert them.
+
+Relies on SQLAlchemy's class manager (`Mapper.class_manager.new_instance`, undocumented):
+tests/speed/test_user_rows.py fails when it changes.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,17 @@ from sqlalchemy.engine import Dialect
 
 from ..lookups import USER_COLUMNS, USER_SELECT
 from ..models import User
+
+# The way the ORM builds an object it loads: a new instance, its values put in place. User(**)
+# fires an attribute event per column (modified-state bookkeeping nobody here reads).
+NEW_USER: Callable[[], User] = User.__mapper__.class_manager.new_instance
+
+
+def _user(values: Sequence[Any]) -> User:
+    # Transient as User(**) would be: nothing adds it to a session, callers only read it.
+    user = NEW_USER()
+    user.__dict__.update(zip(USER_COLUMNS, values, strict=True))
+    return user
 
 
 class UserRows:
@@ -26,14 +41,13 @@ class UserRows:
 
     def user(self, values: Sequence[Any]) -> User:
         """A detached User from the row's values, in USER_SELECT's order (only read)."""
-        return User(**dict(zip(USER_COLUMNS, self._converted(values), strict=True)))
+        return _user(self._converted(values))
 
     def split(self, values: Sequence[Any]) -> tuple[User, list[Any]]:
         """The user of a row with extra columns, and those columns' values."""
         converted = self._converted(values)
         split = len(USER_COLUMNS)
-        user = User(**dict(zip(USER_COLUMNS, converted[:split], strict=True)))
-        return user, converted[split:]
+        return _user(converted[:split]), converted[split:]
 
     def _converted(self, values: Sequence[Any]) -> list[Any]:
         return [
