@@ -17,6 +17,7 @@ from quart import Quart
 from quart.signals import got_serving_exception
 
 from .config import ConfigError
+from .web.access_line import AccessLine
 from .web.app import StartRefused, create_app
 
 PROG = "quart-auth-app"
@@ -46,3 +47,5 @@ async def _exit_on_refusal(_app: Quart, exception: BaseException) -> None:
 
 
 app = app_from_environment()
+# What `serve --server granian` serves: the app with its access line (web/access_line.py).
+app_with_access_line = AccessLine(app)

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 # What the workers serve. The master has built it once already (the configuration check), so
 # workers forked from it find the module imported and the app ready.
 APP_TARGET = "quart_auth_app.asgi:app"
+# Under granian the app writes the access line itself, granian's own being off (access_line.py).
+GRANIAN_LOGGED_TARGET = "quart_auth_app.asgi:app_with_access_line"
 DEFAULT_BIND = "127.0.0.1:8000"
 DEFAULT_GRACEFUL_TIMEOUT = 10
 # The limits of hypercorn.toml (the comments there say why), which every server is given in its
@@ -39,7 +41,6 @@ HYPERCORN_SETTINGS: dict[str, object] = {
 }
 HYPERCORN_ACCESS_FORMAT = '%(h)s "%(r)s" %(s)s %(b)s %(D)sus'
 # No query string: a link's token (GET /verify?token=...) stays out of the log.
-GRANIAN_ACCESS_FORMAT = '%(addr)s "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).1fms'
 _BIND = re.compile(r"^(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d{1,5})$")
 
 
@@ -89,7 +90,7 @@ def run_granian(options: ServeOptions) -> int:
     from granian.http import HTTP1Settings
 
     server = Granian(
-        APP_TARGET,
+        GRANIAN_LOGGED_TARGET if options.access_log else APP_TARGET,
         address=options.host,
         port=options.port,
         interface=Interfaces.ASGI,  # with lifespan: before_serving opens the services
@@ -104,8 +105,7 @@ def run_granian(options: ServeOptions) -> int:
         http1_settings=HTTP1Settings(
             header_read_timeout=1000 * HEADERS_TIMEOUT, max_buffer_size=MAX_HEADER_BYTES
         ),
-        log_access=options.access_log,
-        log_access_format=GRANIAN_ACCESS_FORMAT,
+        log_access=False,
     )
     # It exits with status 1 itself when a worker keeps dying (a crash loop) or cannot start.
     server.serve()

@@ -193,10 +193,7 @@ class TokenService:
 
     def verify(self, token: str, expected: TokenType) -> Claims:
         """Return the claims of a valid token of the expected type, else raise InvalidToken."""
-        payload = self.decode(token)
-        if payload["type"] != expected:
-            raise InvalidToken("wrong token type")
-        return _claims(payload)
+        return typed(claims_of(self.decode(token)), expected)
 
     def decode(self, token: str) -> dict[str, Any]:
         """Check signature, algorithm, issuer and required claims; every failure is InvalidToken."""
@@ -253,7 +250,15 @@ def _check_shapes(payload: dict[str, Any]) -> None:
         raise InvalidToken("unknown token type")
 
 
-def _claims(payload: dict[str, Any]) -> Claims:
+def typed(claims: Claims, expected: TokenType) -> Claims:
+    """The claims of a token of the expected type, else InvalidToken."""
+    if claims.type != expected:
+        raise InvalidToken("wrong token type")
+    return claims
+
+
+def claims_of(payload: dict[str, Any]) -> Claims:
+    """The claims of a payload decode() accepted."""
     return Claims(
         public_id=payload["sub"],
         session_id=payload["sid"],

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import Settings
-from ..tokens import KeySet, TokenService
+from ..tokens import Claims, KeySet, TokenService, TokenType, claims_of, typed
 
 # A worker sees as many distinct live access tokens as it has active clients; past the bound
 # the oldest is forgotten (and verified in full again if it returns).
@@ -23,7 +23,7 @@ REMEMBERED_LIMIT = 4096
 
 
 class RememberingTokenService(TokenService):
-    """TokenService.decode, with verified access tokens kept until their window closes."""
+    """TokenService.verify, with verified access tokens' claims kept until their window closes."""
 
     def __init__(
         self,
@@ -36,28 +36,29 @@ class RememberingTokenService(TokenService):
         super().__init__(settings, keys)
         self._limit = limit
         self._clock = clock
-        # token -> (payload, first second it is valid, first second it is not)
-        self._verified: dict[str, tuple[dict[str, Any], float, float]] = {}
+        # token -> (its claims, first second it is valid, first second it is not)
+        self._verified: dict[str, tuple[Claims, float, float]] = {}
 
-    def decode(self, token: str) -> dict[str, Any]:
+    def verify(self, token: str, expected: TokenType) -> Claims:
         remembered = self._verified.get(token)
         if remembered is not None:
-            payload, valid_from, valid_until = remembered
+            claims, valid_from, valid_until = remembered
             if valid_from <= self._clock() < valid_until:
-                return dict(payload)  # a copy: a caller may change what it is given
+                return typed(claims, expected)
             del self._verified[token]
-        payload = super().decode(token)
-        if payload["type"] == "access":  # refresh tokens are used once: not worth keeping
-            self._remember(token, payload)
-        return payload
+        payload = self.decode(token)
+        claims = claims_of(payload)
+        if claims.type == "access":  # refresh tokens are used once: not worth keeping
+            self._remember(token, claims, payload)
+        return typed(claims, expected)
 
-    def _remember(self, token: str, payload: dict[str, Any]) -> None:
+    def _remember(self, token: str, claims: Claims, payload: dict[str, Any]) -> None:
         # The window PyJWT accepts: iat and nbf not after now + leeway, exp after now - leeway.
         valid_from = max(int(payload["iat"]), int(payload["nbf"])) - self.leeway
         valid_until = int(payload["exp"]) + self.leeway
         if len(self._verified) >= self._limit:
             del self._verified[next(iter(self._verified))]  # the oldest remembered
-        self._verified[token] = (dict(payload), valid_from, valid_until)
+        self._verified[token] = (claims, valid_from, valid_until)
 
     @property
     def remembered(self) -> int:
