@@ -78,6 +78,8 @@ class PostgresReader:
         self._driver: Any = None
         # One statement at a time on the connection (asyncpg refuses overlapping ones).
         self._turn = asyncio.Lock()
+        self._opening: asyncio.Task[None] | None = None
+        self._closed = False
 
     @property
     def holds_connection(self) -> bool:
@@ -126,16 +128,35 @@ class PostgresReader:
             return rows
 
     async def _connection(self) -> Any:
+        """The held connection; opened again, if it was dropped, in a task of its own.
+
+        A connect in progress does not end when its caller is cancelled: to a stalled server
+        it ran on to its own connect timeout, so a request that had waited for its turn
+        answered after twice DATABASE_TIMEOUT. Its caller waits for it within its own time.
+        """
         if self._driver is None or self._driver.is_closed():
-            await self._drop()
-            async with asyncio.timeout(self.timeout):
-                held = await self.engine.connect()
-            raw = await held.get_raw_connection()
-            self._held, self._driver = held, raw.driver_connection
+            if self._opening is None or self._opening.done():
+                await self._drop()
+                self._opening = asyncio.create_task(self._open())
+                self._opening.add_done_callback(_retrieve)
+            await asyncio.shield(self._opening)
         return self._driver
 
+    async def _open(self) -> None:
+        async with asyncio.timeout(self.timeout):
+            held = await self.engine.connect()
+        if self._closed:  # the app stopped while this was connecting
+            await held.close()
+            return
+        raw = await held.get_raw_connection()
+        self._held, self._driver = held, raw.driver_connection
+
     async def _drop(self) -> None:
-        held, self._held, self._driver = self._held, None, None
+        held, driver, self._held, self._driver = self._held, self._driver, None, None
+        if driver is not None:
+            # At once: SQLAlchemy's invalidate first tries a polite close, which waits for a
+            # stalled server's answer (up to 2 s more) before it terminates.
+            driver.terminate()
         if held is not None:
             with contextlib.suppress(Exception):
                 await held.invalidate()
@@ -143,7 +164,17 @@ class PostgresReader:
                 await held.close()
 
     async def close(self) -> None:
+        self._closed = True
+        if self._opening is not None and not self._opening.done():
+            with contextlib.suppress(BaseException):
+                await self._opening
         held, self._held, self._driver = self._held, None, None
         if held is not None:
             with contextlib.suppress(Exception):
                 await held.close()
+
+
+def _retrieve(opening: asyncio.Task[None]) -> None:
+    # Its callers may all have given up waiting: the failure is theirs to report, not the loop's.
+    if not opening.cancelled():
+        opening.exception()
