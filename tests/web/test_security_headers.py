@@ -79,13 +79,19 @@ async def test_html_pages_carry_a_csp_json_needs_none(client: Any) -> None:
     assert "frame-ancestors 'none'" in error_page.headers["Content-Security-Policy"]
 
 
+def own_app(tmp_path: Path) -> Quart:
+    """An app of its own on SQLite in tmp_path, for a test that adds a route to it."""
+    return create_app(
+        {
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'own.db'}",
+            "INSTANCE_PATH": str(tmp_path),
+            **FAST_HASHING,
+        }
+    )
+
+
 async def test_unexpected_errors_are_500_json_with_the_headers(tmp_path: Path) -> None:
-    config = {
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'boom.db'}",
-        "INSTANCE_PATH": str(tmp_path),
-        **FAST_HASHING,
-    }
-    application = create_app(config)
+    application = own_app(tmp_path)
 
     @application.get("/boom")
     async def boom() -> str:
@@ -104,12 +110,7 @@ async def test_unexpected_errors_are_500_json_with_the_headers(tmp_path: Path) -
 
 
 async def test_a_header_a_route_sets_itself_is_kept(tmp_path: Path) -> None:
-    config = {
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'own.db'}",
-        "INSTANCE_PATH": str(tmp_path),
-        **FAST_HASHING,
-    }
-    application = create_app(config)
+    application = own_app(tmp_path)
 
     @application.get("/embeddable")
     async def embeddable() -> tuple[str, dict[str, str]]:
