@@ -15,6 +15,7 @@ The child's environment is the test runner's minus every setting of the app (so 
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import socket
@@ -96,12 +97,20 @@ class Server:
         return self.process.returncode
 
 
+# Below the kernel's range for outgoing connections (32768-60999): none of those can take it.
+SPARE_PORTS = range(20000, 30000)
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A loopback port in 20000-30000 that nothing listens on right now."""
+    for port in random.sample(SPARE_PORTS, 50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port in 20000-30000")
 
 
 def child_environment(env: Mapping[str, str]) -> dict[str, str]:

@@ -23,7 +23,6 @@ import contextlib
 import errno
 import gc
 import os
-import random
 import shutil
 import signal
 import socket
@@ -34,24 +33,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SPARE_PORTS = range(20000, 30000)
+from .servers import free_port
+
 POSTGRES_USER = "postgres"
 
 
 class Unavailable(RuntimeError):
     """A tool or privilege a fault test needs is missing; the message says which."""
-
-
-def spare_port() -> int:
-    """A loopback port in 20000-30000 that nothing listens on right now."""
-    for port in random.sample(SPARE_PORTS, 50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise Unavailable("no spare port in 20000-30000")
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -163,7 +151,7 @@ def throwaway_cluster() -> Iterator[PgCluster]:
     root = Path(tempfile.mkdtemp(prefix="qaa-pg-"))
     if os.geteuid() == 0:
         shutil.chown(root, POSTGRES_USER)
-    cluster = PgCluster(root, spare_port())
+    cluster = PgCluster(root, free_port())
     try:
         cluster.initdb()
         cluster.start()
@@ -238,7 +226,7 @@ def throwaway_redis() -> Iterator[RedisServer]:
     if shutil.which("redis-server") is None:
         raise Unavailable("redis-server not found (install Redis to run these tests)")
     with tempfile.TemporaryDirectory(prefix="qaa-redis-") as folder:
-        server = RedisServer(spare_port(), Path(folder))
+        server = RedisServer(free_port(), Path(folder))
         server.start()
         try:
             yield server
@@ -322,7 +310,7 @@ def throwaway_pgbouncer(database_url: str) -> Iterator[str]:
         raise Unavailable("pgbouncer not found (apt-get install pgbouncer to run these tests)")
     target = make_url(database_url)
     folder = Path(tempfile.mkdtemp(prefix="qaa-pgbouncer-"))
-    port = spare_port()
+    port = free_port()
     (folder / "users.txt").write_text(f'"{target.username}" ""\n')
     (folder / "pgbouncer.ini").write_text(
         "[databases]\n"

@@ -28,7 +28,9 @@ from quart_auth_app.testing import (
 )
 
 from ..conftest import BROWSER, bearer, running_app
-from .test_mail_flows import Inbox, free_port, mails_to
+from ..mail_server import Inbox
+from ..servers import free_port
+from .test_mail_flows import mails_to
 
 INSUFFICIENT = {"message": "Insufficient permissions"}
 LAST_ADMIN = {"message": "The last active admin cannot be demoted or deactivated"}

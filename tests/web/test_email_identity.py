@@ -27,7 +27,9 @@ from quart_auth_app.rules import email_key
 from quart_auth_app.testing import db_session
 
 from ..conftest import BROWSER, bearer
-from .test_mail_flows import Inbox, free_port, link_in, mails_to, path_of, token_of
+from ..mail_server import Inbox, with_mail
+from ..servers import free_port
+from .test_mail_flows import link_in, mails_to, path_of, token_of
 
 PASSWORD = "correct horse battery"
 ULRICH = "Ülrich@example.com"
@@ -157,11 +159,6 @@ async def test_the_database_refuses_a_second_row_with_the_same_key(app: Quart, c
 
 
 @pytest.fixture
-def inbox() -> Inbox:
-    return Inbox()
-
-
-@pytest.fixture
 def smtp_server(inbox: Inbox) -> Iterator[Controller]:
     # SMTPUTF8: the recipient's local part is not ASCII.
     controller = Controller(inbox, hostname="127.0.0.1", port=free_port(), enable_SMTPUTF8=True)
@@ -172,11 +169,7 @@ def smtp_server(inbox: Inbox) -> Iterator[Controller]:
 
 @pytest.fixture
 def app_config(app_config: dict[str, Any], smtp_server: Controller) -> dict[str, Any]:
-    return {
-        **app_config,
-        "MAIL_URL": f"smtp://127.0.0.1:{smtp_server.port}",
-        "PUBLIC_URL": "http://localhost",
-    }
+    return with_mail(app_config, smtp_server)
 
 
 async def test_forgot_password_finds_the_account_by_any_case(

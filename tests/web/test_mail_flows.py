@@ -6,11 +6,9 @@ import asyncio
 import datetime as dt
 import logging
 import re
-import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
-from email import message_from_bytes, policy
+from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -40,6 +38,8 @@ from quart_auth_app.testing import (
 )
 
 from ..conftest import BROWSER, bearer, running_app
+from ..mail_server import Inbox, with_mail
+from ..servers import free_port
 
 SIGNUP = {"name": "Ann", "email": "ann@example.com", "password": "correct horse battery"}
 NEW_PASSWORD = "a brand new passphrase"
@@ -47,49 +47,9 @@ INVALID = {"message": "Invalid or expired token"}
 LINK = re.compile(r"https?://\S+")
 
 
-class Inbox:
-    """An aiosmtpd handler that keeps every message it receives."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.raw: list[bytes] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.raw.append(envelope.original_content)
-        message = message_from_bytes(envelope.content, policy=policy.default)
-        assert isinstance(message, EmailMessage)
-        self.messages.append(message)
-        return "250 Message accepted"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-@pytest.fixture
-def inbox() -> Inbox:
-    return Inbox()
-
-
-@pytest.fixture
-def smtp_server(inbox: Inbox) -> Iterator[Controller]:
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller
-    controller.stop()
-
-
 @pytest.fixture
 def app_config(app_config: dict[str, Any], smtp_server: Controller) -> dict[str, Any]:
-    # Real SMTP needs a configured base for links (tests/web/test_mail_host.py): the test client's.
-    return {
-        **app_config,
-        "MAIL_URL": f"smtp://127.0.0.1:{smtp_server.port}",
-        "PUBLIC_URL": "http://localhost",
-    }
+    return with_mail(app_config, smtp_server)
 
 
 async def settle(app: Quart) -> None:

@@ -1,6 +1,6 @@
 """Issue 16 §2: links in mails never point at a host the operator did not configure.
 
-Mails go to a real SMTP server (aiosmtpd, the fixtures of test_mail_flows.py); the requests
+Mails go to a real SMTP server (aiosmtpd, the fixtures of tests/mail_server.py); the requests
 that cause them name another host in `Host`, in `X-Forwarded-Host` or in `Forwarded`.
 """
 
@@ -22,13 +22,12 @@ from quart_auth_app.testing import make_user
 from quart_auth_app.web.hosts import valid_host
 
 from ..conftest import BROWSER, bearer, running_app
+from ..mail_server import Inbox
 from ..servers import FAST_HASHING, running_server
-from . import test_mail_flows
 from .test_mail_flows import (
     LINK,
     NEW_PASSWORD,
     SIGNUP,
-    Inbox,
     link_in,
     mails_to,
     only_link,
@@ -36,10 +35,6 @@ from .test_mail_flows import (
     settle,
     token_of,
 )
-
-# The real SMTP server and what it received, as test_mail_flows.py runs them.
-inbox = test_mail_flows.inbox
-smtp_server = test_mail_flows.smtp_server
 
 EVIL = "evil.example"
 EMAIL = SIGNUP["email"]

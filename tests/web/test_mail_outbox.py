@@ -34,9 +34,10 @@ from quart_auth_app.testing import app_services, db_session, deliver_mail, make_
 from quart_auth_app.web.mail_jobs import composer
 
 from ..conftest import running_app, services_on
-from ..servers import FAST_HASHING, child_environment, running_serve
+from ..mail_server import Inbox
+from ..servers import FAST_HASHING, child_environment, free_port, running_serve
 from ..stores import RedisServer, Unavailable, throwaway_redis
-from .test_mail_flows import SIGNUP, Inbox, free_port, link_in, token_of
+from .test_mail_flows import SIGNUP, link_in, token_of
 from .test_storage_down import missing_database
 from .test_store_faults import missing_server
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +19,8 @@ from quart_auth_app.models import MfaChallenge, utcnow
 from quart_auth_app.testing import DEFAULT_PASSWORD, make_user
 
 from ..conftest import BROWSER, bearer, running_app
-from .test_mail_flows import Inbox, free_port, mails_to, text_of
+from ..mail_server import Inbox, with_mail
+from .test_mail_flows import mails_to, text_of
 
 EMAIL = "ann@example.com"
 LOGIN = {"email": EMAIL, "password": DEFAULT_PASSWORD}
@@ -28,25 +28,8 @@ FRESH_REFUSED = 'Bearer error="insufficient_user_authentication", max_age=600'
 
 
 @pytest.fixture
-def inbox() -> Inbox:
-    return Inbox()
-
-
-@pytest.fixture
-def smtp_server(inbox: Inbox) -> Iterator[Controller]:
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller
-    controller.stop()
-
-
-@pytest.fixture
 def app_config(app_config: dict[str, Any], smtp_server: Controller) -> dict[str, Any]:
-    return {
-        **app_config,
-        "MAIL_URL": f"smtp://127.0.0.1:{smtp_server.port}",
-        "PUBLIC_URL": "http://localhost",
-    }
+    return with_mail(app_config, smtp_server)
 
 
 def claims_of(token: str) -> dict[str, Any]:
@@ -128,15 +111,33 @@ async def test_a_wrong_password_does_not_reveal_that_totp_is_on(client: Any, ann
     assert before.headers.get("WWW-Authenticate") == after.headers.get("WWW-Authenticate")
 
 
-async def test_an_mfa_token_dies_after_five_wrong_codes(client: Any, ann: Any) -> None:
+async def wrong_codes_then_the_right_one(client: Any, wrong_codes: int) -> Any:
+    """Turn TOTP on, answer a login's challenge wrongly `wrong_codes` times, then rightly."""
     totp, _ = await enroll(client, await access_token(client))
     token = await challenge(client)
-    for _ in range(5):
+    for _ in range(wrong_codes):
         wrong = await client.post("/login/mfa", json={"mfa_token": token, "code": "000000"})
         assert wrong.status_code == 401
-    late = await client.post("/login/mfa", json={"mfa_token": token, "code": totp.now()})
+    return await client.post("/login/mfa", json={"mfa_token": token, "code": totp.now()})
+
+
+async def test_an_mfa_token_dies_after_five_wrong_codes(client: Any, ann: Any) -> None:
+    late = await wrong_codes_then_the_right_one(client, 5)
     assert late.status_code == 401
     assert (await late.get_json())["message"] == "Two-factor sign-in expired. Please log in again."
+
+
+async def test_wrong_codes_count_as_failed_logins_until_429(app_config: dict[str, Any]) -> None:
+    # SPEC §11: throttled as logins are. A stolen password gives no more code guesses than the
+    # login throttle allows, and the lock holds for the password step and the right code too.
+    async with running_app({**app_config, "LOGIN_FAILURES_PER_WINDOW": "3"}) as application:
+        await make_user(application, name="Ann", email=EMAIL)
+        client = application.test_client()
+        right = await wrong_codes_then_the_right_one(client, 3)
+        password = await login(client)
+    for locked in (right, password):
+        assert locked.status_code == 429
+        assert int(locked.headers["Retry-After"]) > 0
 
 
 async def test_an_mfa_token_expires_after_five_minutes(app: Quart, client: Any, ann: Any) -> None:

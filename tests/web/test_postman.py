@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ..servers import FAST_HASHING, PROJECT_DIR, running_server
+from ..servers import FAST_HASHING, PROJECT_DIR, free_port, running_server
 
 POSTMAN_DIR = PROJECT_DIR / "tests" / "postman"
 COLLECTION = POSTMAN_DIR / "tutorial.postman_collection.json"
@@ -44,18 +42,6 @@ def collection_checks() -> tuple[int, int]:
         for line in event["script"]["exec"]
     ]
     return len(items), sum(line.count("pm.test(") for line in lines)
-
-
-def quiet_port() -> int:
-    """A free loopback port below the ephemeral range, so no outgoing connection can take it."""
-    for port in random.sample(range(20000, 30000), 50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port between 20000 and 30000")
 
 
 def run_newman(binary: Path, base_url: str, report: Path) -> subprocess.CompletedProcess[str]:
@@ -90,7 +76,7 @@ def test_the_tutorials_postman_steps_pass_against_a_live_server(tmp_path: Path) 
     report = tmp_path / "newman.json"
     env = {**FAST_HASHING, "INSTANCE_PATH": str(tmp_path / "instance")}
     # The shipped configuration and embedded SQLite: what the README's quick start runs.
-    with running_server(env, workers=None, port=quiet_port()) as server:
+    with running_server(env, workers=None, port=free_port()) as server:
         result = run_newman(binary, server.url, report)
         assert "Traceback" not in server.log()
     output = result.stdout[-6000:] + result.stderr[-2000:]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import socket
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from ..conftest import (
     reset_postgres,
     without_root_privilege,
 )
-from ..servers import FAST_HASHING, PROJECT_DIR, child_environment, running_server
+from ..servers import FAST_HASHING, PROJECT_DIR, child_environment, free_port, running_server
 from .test_healthz import run_sql
 
 SECRET = "schema-check-secret-key-0123456789abcdef"
@@ -129,7 +128,7 @@ def refused_start(env: dict[str, str], prefix: list[str] | None = None) -> str:
             "--workers",
             "1",
             "--bind",
-            f"127.0.0.1:{port_in_my_range()}",
+            f"127.0.0.1:{free_port()}",
             "quart_auth_app:app",
         ],
         cwd=PROJECT_DIR,
@@ -142,16 +141,6 @@ def refused_start(env: dict[str, str], prefix: list[str] | None = None) -> str:
     # Hypercorn's master exits 0 whatever its worker's status (its run() joins the workers a
     # second time and keeps the last, empty result): the line is what an operator sees.
     return result.stdout
-
-
-def port_in_my_range() -> int:
-    """A free loopback port between 20000 and 30000 (below the ephemeral range)."""
-    for _ in range(200):
-        port = random.randint(20000, 30000)
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) != 0:
-                return port
-    raise RuntimeError("no free port between 20000 and 30000")
 
 
 @needs_postgres
@@ -225,7 +214,7 @@ def _pipe(source: socket.socket, target: socket.socket) -> None:
 def forwarder() -> Iterator[Forwarder]:
     assert TEST_DATABASE_URL is not None
     url = make_url(TEST_DATABASE_URL)
-    relay = Forwarder(port_in_my_range(), (url.host or "127.0.0.1", url.port or 5432))
+    relay = Forwarder(free_port(), (url.host or "127.0.0.1", url.port or 5432))
     yield relay
     relay.close()
 
