@@ -31,8 +31,9 @@ from quart_auth_app.models import Base
 from quart_auth_app.services import Services, open_services
 from quart_auth_app.testing import DEFAULT_PASSWORD, SignedIn, make_user, sign_in
 
-# The real SMTP server of the mail tests (fixtures inbox, smtp_server).
-pytest_plugins = ["tests.mail_server"]
+# Fixtures of every test: the real SMTP server of the mail tests (inbox, smtp_server), and
+# the throw-away Redis of the fault tests (redis_server).
+pytest_plugins = ["tests.mail_server", "tests.stores"]
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")

@@ -32,6 +32,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
+
+import pytest
 
 from .servers import free_port
 
@@ -345,3 +348,23 @@ def _listening(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+# --- for the tests (the fixture is registered for every test in tests/conftest.py) -------------
+
+
+def missing_server(missing: Unavailable) -> NoReturn:
+    """Skip a test whose server program is not installed; fail under CI, which installs it."""
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        pytest.fail(str(missing))
+    pytest.skip(str(missing))
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    with contextlib.ExitStack() as stack:
+        try:
+            found = stack.enter_context(throwaway_redis())
+        except Unavailable as missing:
+            missing_server(missing)
+        yield found

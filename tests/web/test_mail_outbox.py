@@ -36,10 +36,9 @@ from quart_auth_app.web.mail_jobs import composer
 from ..conftest import running_app, services_on
 from ..mail_server import Inbox
 from ..servers import FAST_HASHING, child_environment, free_port, running_serve
-from ..stores import RedisServer, Unavailable, throwaway_redis
+from ..stores import RedisServer
 from .test_mail_flows import SIGNUP, link_in, token_of
 from .test_storage_down import missing_database
-from .test_store_faults import missing_server
 
 EMAIL = SIGNUP["email"]
 PENDING = "mails pending, they will be sent after the next start"
@@ -413,16 +412,6 @@ async def test_shutdown_with_mail_pending_logs_the_count_and_the_next_start_send
             await deliver_mail(restarted)
             assert await outbox_rows(restarted) == []
     assert len(mails_to(inbox)) == 50
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with contextlib.ExitStack() as stack:
-        try:
-            found = stack.enter_context(throwaway_redis())
-        except Unavailable as missing:
-            missing_server(missing)
-        yield found
 
 
 # --- a real server, stopped by SIGTERM --------------------------------------------------------

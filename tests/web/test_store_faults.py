@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 from quart import Quart
@@ -36,9 +35,9 @@ from ..stores import (
     Unavailable,
     fill_up,
     immutable,
+    missing_server,
     mounted,
     throwaway_cluster,
-    throwaway_redis,
 )
 
 TIMEOUT = 2  # DATABASE_TIMEOUT here; Redis's socket timeout is 2 s too (services.py)
@@ -168,13 +167,6 @@ def assert_succeeded(answers: list[Answer]) -> None:
 # --- PostgreSQL: one throw-away cluster for the module, restarted and frozen mid-load ---
 
 
-def missing_server(missing: Unavailable) -> NoReturn:
-    """Skip a test whose server program is not installed; fail under CI, which installs it."""
-    if os.environ.get("CI", "").lower() in ("true", "1"):
-        pytest.fail(str(missing))
-    pytest.skip(str(missing))
-
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[PgCluster]:
     with contextlib.ExitStack() as stack:
@@ -241,16 +233,6 @@ async def test_postgres_frozen_answers_503_within_the_timeout_then_heals(
 
 
 # --- Redis: the revocation list and the counters fail closed, and come back ---
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with contextlib.ExitStack() as stack:
-        try:
-            found = stack.enter_context(throwaway_redis())
-        except Unavailable as missing:
-            missing_server(missing)
-        yield found
 
 
 @pytest.fixture
