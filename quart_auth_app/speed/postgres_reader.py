@@ -140,6 +140,8 @@ class PostgresReader:
                 self._opening = asyncio.create_task(self._open())
                 self._opening.add_done_callback(_retrieve)
             await asyncio.shield(self._opening)
+            if self._driver is None:  # it found the reader closed (the app is stopping)
+                raise StoreFailed(ConnectionError("the reader is closed"))
         return self._driver
 
     async def _open(self) -> None:

@@ -24,7 +24,8 @@ from quart import Quart
 from sqlalchemy import text
 
 from quart_auth_app import create_app
-from quart_auth_app.testing import DEFAULT_PASSWORD, make_user, sign_in
+from quart_auth_app.speed.postgres_reader import PostgresReader, StoreFailed
+from quart_auth_app.testing import DEFAULT_PASSWORD, app_services, make_user, sign_in
 from quart_auth_app.web.auth import ACCESS_COOKIE
 from quart_auth_app.web.state import request_db
 
@@ -230,6 +231,40 @@ async def test_postgres_frozen_answers_503_within_the_timeout_then_heals(
         assert {a.kind for a in frozen} == set(SUCCESS)
         assert {a.status for a in frozen} == {503}
         assert_succeeded(load.after(1))
+
+
+async def test_a_reconnect_to_a_frozen_server_ends_at_the_callers_time(
+    cluster: PgCluster, pg_config: dict[str, Any]
+) -> None:
+    # A connect to a stalled server runs on to its own timeout (DATABASE_TIMEOUT) whoever gave
+    # up on it: speed/'s reader runs it in a task of its own, and a caller waits only its own
+    # time (a reader timeout shorter than the connect's here; they were added up before).
+    if pg_config["ACCELERATIONS"] != "true":
+        pytest.skip("the engine's pool has no reconnect of its own")
+    async with running_app(pg_config) as app:
+        reader = PostgresReader(app_services(app).engine, timeout=0.5)
+        try:
+            assert await reader.user_by_email("nobody@example.com") is None  # holds a connection
+            cluster.freeze()
+            try:
+                # The first read times out on the held connection, which is dropped; the next
+                # ones wait for the reconnect.
+                for _ in range(3):
+                    started = time.monotonic()
+                    with pytest.raises((TimeoutError, StoreFailed)):
+                        await reader.user_by_email("nobody@example.com")
+                    assert time.monotonic() - started < 0.5 + 0.4
+            finally:
+                cluster.thaw()
+            for _ in range(50):
+                with contextlib.suppress(TimeoutError, StoreFailed):
+                    assert await reader.user_by_email("nobody@example.com") is None
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("the reader did not reconnect once the server answered")
+        finally:
+            await reader.close()
 
 
 # --- Redis: the revocation list and the counters fail closed, and come back ---
