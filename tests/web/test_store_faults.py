@@ -181,8 +181,12 @@ def cluster() -> Iterator[PgCluster]:
 @pytest.fixture(params=["accelerated", "plain"])
 def pg_config(request: pytest.FixtureRequest, cluster: PgCluster, tmp_path: Path) -> dict[str, Any]:
     # Both access checks: speed/'s batched reader on its own connection, and the engine's pool.
+    return cluster_config(cluster, tmp_path, accelerated=request.param == "accelerated")
+
+
+def cluster_config(cluster: PgCluster, tmp_path: Path, *, accelerated: bool) -> dict[str, Any]:
     return {
-        "ACCELERATIONS": "true" if request.param == "accelerated" else "false",
+        "ACCELERATIONS": "true" if accelerated else "false",
         **FAST_HASHING,
         "DATABASE_URL": cluster.url,
         "INSTANCE_PATH": str(tmp_path),
@@ -234,14 +238,12 @@ async def test_postgres_frozen_answers_503_within_the_timeout_then_heals(
 
 
 async def test_a_reconnect_to_a_frozen_server_ends_at_the_callers_time(
-    cluster: PgCluster, pg_config: dict[str, Any]
+    cluster: PgCluster, tmp_path: Path
 ) -> None:
     # A connect to a stalled server runs on to its own timeout (DATABASE_TIMEOUT) whoever gave
     # up on it: speed/'s reader runs it in a task of its own, and a caller waits only its own
     # time (a reader timeout shorter than the connect's here; they were added up before).
-    if pg_config["ACCELERATIONS"] != "true":
-        pytest.skip("the engine's pool has no reconnect of its own")
-    async with running_app(pg_config) as app:
+    async with running_app(cluster_config(cluster, tmp_path, accelerated=True)) as app:
         reader = PostgresReader(app_services(app).engine, timeout=0.5)
         try:
             assert await reader.user_by_email("nobody@example.com") is None  # holds a connection
