@@ -302,12 +302,14 @@ class MailSender:
             return 0
         self._stopping = True
         self.wake()
+        # The loop first: a claim it is making may still start a send, which is waited for too
+        # (one left running used the database after it was closed).
+        await self._finish_loop()
         if self.sending:
             _, late = await asyncio.wait(set(self.sending), timeout=self.grace_seconds)
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        await self._finish_loop()
         try:
             async with self.db_sessions() as db:
                 await release(db, self.owner)
